@@ -1,0 +1,54 @@
+"""The ``flexibert`` command line: one typer app, one module per command group.
+
+Every expected input problem surfaces as :class:`FlexiBertError`; ``main`` prints
+it as one line and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from flexibert.errors import FlexiBertError
+
+app = typer.Typer(
+    name="flexibert",
+    help="Explore the design space of heterogeneous BERT-style encoders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from flexibert.cli import space
+
+    space.register(app)
+    for name in ("model", "train", "search", "run"):
+        try:
+            module = __import__(f"flexibert.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError as e:  # a command group not built yet
+            if e.name != f"flexibert.cli.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except FlexiBertError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
