@@ -118,7 +118,7 @@ def build_space(
     root = library_dir(base, space, params)
     if (root / "manifest.json").exists():
         return SpaceLibrary.open(root)
-    from flexibert.embed import frobenius_error, landmark_embed, mds, nearest_neighbours
+    from flexibert.embed import dimension_sweep, landmark_embed, nearest_neighbours
 
     def report(name: str, done: int, total: int) -> None:
         if stage:
@@ -155,14 +155,10 @@ def build_space(
         report("kernel", 1, 1)
         timings["kernel_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        sweep, x = {}, None
         dims = sorted(set(params.sweep) | {params.dims})
-        for i, m in enumerate(dims):
-            x_m = mds(d, m, seed=params.seed)
-            sweep[m] = frobenius_error(d, x_m)
-            if m == params.dims:
-                x = x_m
-            report("embed + dimension sweep", i + 1, len(dims))
+        runs = dimension_sweep(d, dims, seed=params.seed, progress=lambda a, b: report("embed + sweep", a, b))
+        sweep = {m: err for m, (err, _) in runs.items()}
+        x = runs[params.dims][1]
         arrays["dissimilarity"] = d.astype(np.float32)
         extra["frobenius_error"] = sweep[params.dims]
         extra["dissimilarity_norm"] = float(np.linalg.norm(d))
