@@ -80,24 +80,56 @@ def self_similarity(features: sp.csr_matrix) -> np.ndarray:
     return np.asarray(features.multiply(features).sum(axis=1)).ravel()
 
 
-def normalized_kernel_block(
-    rows: sp.csr_matrix, cols: sp.csr_matrix, rows_norm: np.ndarray, cols_norm: np.ndarray
-) -> np.ndarray:
-    """Dense normalised kernel between two sets of feature rows."""
-    support = np.unique(cols.indices)  # columns absent from ``cols`` add nothing to the product
-    # Counts are small integers: float32 sums them exactly while every k(x, y) <= max k(x, x) < 2^24.
-    exact32 = max(rows_norm.max(initial=0), cols_norm.max(initial=0)) < 2**24
-    dtype = np.float32 if exact32 else np.float64
-    k = (rows[:, support].toarray().astype(dtype) @ cols[:, support].toarray().astype(dtype).T).astype(np.float64)
+def _count_product(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
+    """a @ b.T of integer label counts; float32 is exact while every entry <= ``bound`` < 2^24."""
+    dtype = np.float32 if bound < 2**24 else np.float64
+    return (a.astype(dtype, copy=False) @ b.astype(dtype, copy=False).T).astype(np.float64)
+
+
+def _normalize(k: np.ndarray, rows_norm: np.ndarray, cols_norm: np.ndarray) -> np.ndarray:
     k /= np.sqrt(rows_norm)[:, None]
     k /= np.sqrt(cols_norm)[None, :]
     return k
 
 
+def normalized_kernel_block(
+    rows: sp.csr_matrix, cols: sp.csr_matrix, rows_norm: np.ndarray, cols_norm: np.ndarray
+) -> np.ndarray:
+    """Dense normalised kernel between two sets of feature rows."""
+    support = np.unique(cols.indices)  # columns absent from ``cols`` add nothing to the product
+    bound = max(rows_norm.max(initial=0), cols_norm.max(initial=0))  # k(x, y) <= max k(x, x)
+    k = _count_product(rows[:, support].toarray(), cols[:, support].toarray(), bound)
+    return _normalize(k, rows_norm, cols_norm)
+
+
+def _distinct_columns(features: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the distinct columns and how often each occurs.
+
+    Many WL labels always co-occur (a label and its refinement in a graph family),
+    so merging equal columns with integer weights halves the kernel product.
+    """
+    csc = features.tocsc()
+    csc.sort_indices()
+    seen: dict[tuple[bytes, bytes], int] = {}
+    keep, weight = [], []
+    for j in range(csc.shape[1]):
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        key = (csc.indices[lo:hi].tobytes(), csc.data[lo:hi].tobytes())
+        if key in seen:
+            weight[seen[key]] += 1
+        else:
+            seen[key] = len(keep)
+            keep.append(j)
+            weight.append(1)
+    return np.asarray(keep), np.asarray(weight, dtype=np.float64)
+
+
 def wl_kernel(features: sp.csr_matrix) -> np.ndarray:
     """Dense normalised kernel matrix K (n x n); use ``iter_kernel_rows`` when n x n does not fit."""
     norm = self_similarity(features)
-    k = normalized_kernel_block(features, features, norm, norm)
+    keep, weight = _distinct_columns(features)
+    dense = features[:, keep].toarray()
+    k = _normalize(_count_product(dense * weight, dense, norm.max(initial=0)), norm, norm)
     np.fill_diagonal(k, 1.0)
     return k
 
