@@ -15,6 +15,7 @@ GraKeL to 1e-9.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -30,12 +31,16 @@ def wl_features(graphs: Sequence[BlockGraph], n_iter: int = DEFAULT_N_ITER, seed
     if n_iter < 0:
         raise ValueError("n_iter must be >= 0")
     sizes = np.fromiter((len(g.ops) for g in graphs), dtype=np.int64, count=len(graphs))
+    n_edges = np.fromiter((len(g.edges) for g in graphs), dtype=np.int64, count=len(graphs))
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     graph_of_node = np.repeat(np.arange(len(graphs)), sizes)
-    vocabulary: dict[str, int] = {}
-    labels = np.array([vocabulary.setdefault(op, len(vocabulary)) for g in graphs for op in g.ops], dtype=np.uint64)
-    src = np.concatenate([np.asarray(g.edges, dtype=np.int64)[:, 0] + o for g, o in zip(graphs, offsets)])
-    dst = np.concatenate([np.asarray(g.edges, dtype=np.int64)[:, 1] + o for g, o in zip(graphs, offsets)])
+    ops = list(chain.from_iterable(g.ops for g in graphs))
+    vocabulary = {op: i for i, op in enumerate(dict.fromkeys(ops))}
+    labels = np.fromiter(map(vocabulary.__getitem__, ops), dtype=np.uint64, count=len(ops))
+    ends = np.fromiter(chain.from_iterable(chain.from_iterable(g.edges for g in graphs)), dtype=np.int64,
+                       count=2 * int(n_edges.sum()))
+    shift = np.repeat(offsets[:-1], n_edges)
+    src, dst = ends[0::2] + shift, ends[1::2] + shift
     order = np.argsort(src, kind="stable")
     src, dst = src[order], dst[order]
     starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])  # first out-edge of each source node
@@ -80,10 +85,17 @@ def self_similarity(features: sp.csr_matrix) -> np.ndarray:
     return np.asarray(features.multiply(features).sum(axis=1)).ravel()
 
 
-def _count_product(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
-    """a @ b.T of integer label counts; float32 is exact while every entry <= ``bound`` < 2^24."""
+def _count_product(a: sp.csr_matrix, b: sp.csr_matrix, bound: float, weight: np.ndarray | None = None) -> np.ndarray:
+    """a diag(weight) b^T of integer label counts, dense.
+
+    float32 BLAS is exact here while every entry <= ``bound`` < 2^24, and twice as fast as float64.
+    """
     dtype = np.float32 if bound < 2**24 else np.float64
-    return (a.astype(dtype, copy=False) @ b.astype(dtype, copy=False).T).astype(np.float64)
+    left = a.astype(dtype).toarray()
+    right = left if b is a else b.astype(dtype).toarray()
+    if weight is not None:
+        left = left * weight.astype(dtype)
+    return (left @ right.T).astype(np.float64)
 
 
 def _normalize(k: np.ndarray, rows_norm: np.ndarray, cols_norm: np.ndarray) -> np.ndarray:
@@ -98,7 +110,7 @@ def normalized_kernel_block(
     """Dense normalised kernel between two sets of feature rows."""
     support = np.unique(cols.indices)  # columns absent from ``cols`` add nothing to the product
     bound = max(rows_norm.max(initial=0), cols_norm.max(initial=0))  # k(x, y) <= max k(x, x)
-    k = _count_product(rows[:, support].toarray(), cols[:, support].toarray(), bound)
+    k = _count_product(rows[:, support], cols[:, support], bound)
     return _normalize(k, rows_norm, cols_norm)
 
 
@@ -128,8 +140,8 @@ def wl_kernel(features: sp.csr_matrix) -> np.ndarray:
     """Dense normalised kernel matrix K (n x n); use ``iter_kernel_rows`` when n x n does not fit."""
     norm = self_similarity(features)
     keep, weight = _distinct_columns(features)
-    dense = features[:, keep].toarray()
-    k = _normalize(_count_product(dense * weight, dense, norm.max(initial=0)), norm, norm)
+    distinct = features[:, keep]
+    k = _normalize(_count_product(distinct, distinct, norm.max(initial=0), weight), norm, norm)
     np.fill_diagonal(k, 1.0)
     return k
 
