@@ -40,7 +40,7 @@ class BuildParams:
     seed: int = 0
     sweep: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 16)
     wl_iter: int = DEFAULT_N_ITER
-    n_landmarks: int = 3000
+    n_landmarks: int = 2000
     graph_schema: int = GRAPH_SCHEMA
 
     @property

@@ -124,24 +124,26 @@ class LandmarkEmbedding:
 
 
 def _place(k_rows: np.ndarray, land_x: np.ndarray, land_pinv: np.ndarray, land_sq_mean: np.ndarray, iters: int):
-    """Out-of-sample placement: landmark-MDS triangulation, then SMACOF with the landmarks fixed."""
-    delta = np.clip(1.0 - k_rows, 0.0, None)
-    x = -0.5 * (delta**2 - land_sq_mean) @ land_pinv
-    n_land = land_x.shape[0]
+    """Out-of-sample placement: landmark-MDS triangulation, then SMACOF steps with the landmarks fixed (float32)."""
+    delta = np.clip(1.0 - k_rows, 0.0, None).astype(np.float32)
+    x = (-0.5 * (delta**2 - land_sq_mean) @ land_pinv).astype(np.float32)
+    anchors = land_x.astype(np.float32)
+    anchor_sum = anchors.sum(axis=0)
     for _ in range(iters):
-        dist = pairwise_distances(x, land_x)
-        ratio = np.divide(delta, dist, out=np.zeros_like(dist), where=dist > 1e-12)
+        dist = pairwise_distances(x, anchors)
+        np.maximum(dist, 1e-5, out=dist)
+        ratio = np.divide(delta, dist, out=dist)
         # Guttman update for a free point against fixed anchors.
-        x = (ratio.sum(axis=1)[:, None] * x - ratio @ land_x + land_x.sum(axis=0)) / n_land
+        x = (ratio.sum(axis=1)[:, None] * x - ratio @ anchors + anchor_sum) / len(anchors)
     return x
 
 
 def landmark_embed(
     features: sp.csr_matrix,
     m: int = 8,
-    n_landmarks: int = 3000,
+    n_landmarks: int = 2000,
     seed: int = 0,
-    place_iters: int = 30,
+    place_iters: int = 10,
     chunk: int = 8192,
     n_pairs: int = 100_000,
     progress: ProgressFn | None = None,
