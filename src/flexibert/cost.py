@@ -69,7 +69,8 @@ def flops(card: ModelCard, seq_len: int = 128, dims: ArchDims = ArchDims()) -> i
         if card.s[j] == "wma":
             total += 2 * n * a * d * d  # q W before q W k^T
         if dims.position_embedding_type == "relative_key":
-            total += 2 * n * n * h  # q r^T relative term
+            used = 2 * min(dims.max_relative_position, n - 1) + 1  # distance-table rows a sequence of n can reach
+            total += 2 * n * used * h  # q r^T against those rows, then gathered
         total += 2 * 2 * n * h * f  # feed-forward
         if j + 1 < card.l and card.h[j + 1] != h:
             total += 2 * n * h * card.h[j + 1]
