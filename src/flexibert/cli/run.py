@@ -1,0 +1,79 @@
+"""``flexibert run|report|export|predict``: the main job and what users do with its results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def run(
+    config: Path = typer.Argument(..., help="Run config YAML, e.g. configs/quickstart.yaml."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A GLUE-layout directory (<TASK>/train.tsv)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
+) -> None:
+    """Space -> embeddings -> seeds -> active learning -> report; rerun the same command to resume."""
+    from rich.live import Live
+
+    from flexibert.cli.search import progress_table
+    from flexibert.pipeline import run_pipeline
+
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        summary = run_pipeline(
+            config, out, data_dir, log=lambda msg: live.console.print(msg),
+            on_progress=lambda p: live.update(progress_table(p)),
+        )
+    console.print(f"best model: {json.dumps(summary['best_card'])}  dev accuracy {summary['best_dev_accuracy']}")
+    console.print(f"report: {summary['report_html']}")
+    typer.echo(json.dumps(summary))
+
+
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `flexibert run`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default <run>/report)."),
+) -> None:
+    """PNG/SVG figures, tables and one self-contained interactive HTML file."""
+    from flexibert.run_report import write_run_report
+
+    files = write_run_report(run_dir, out)
+    console.print(f"figures: {', '.join(p.name for p in files.figures)}")
+    typer.echo(str(files.html))
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `flexibert run`."),
+    out: Path = typer.Option(..., "--out", help="New directory for the Hugging Face checkpoint."),
+    best: bool = typer.Option(True, "--best/--no-best", help="Export the best trained model."),
+) -> None:
+    """Write the best model and its tokenizer as a standard HF checkpoint (with its modelling code)."""
+    from flexibert.errors import FlexiBertError
+    from flexibert.export import export_best
+
+    if not best:
+        raise FlexiBertError("only --best is supported: export the best trained model")
+    path, info = export_best(run_dir, out)
+    console.print(f"exported {json.dumps(info['card'])} (score {info['score']:.4f})")
+    typer.echo(str(path))
+
+
+def predict(
+    model_dir: Path = typer.Argument(..., help="An exported checkpoint directory."),
+    texts: List[str] = typer.Argument(..., help='Sentences; a pair is "first [SEP] second".'),
+) -> None:
+    """Classify sentences with an exported model, through plain transformers."""
+    from flexibert.export import predict as predict_texts
+
+    for row in predict_texts(model_dir, list(texts)):
+        typer.echo(json.dumps(row))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("report")(report)
+    app.command("export")(export)
+    app.command("predict")(predict)

@@ -1,0 +1,32 @@
+"""How cards, sizes and scores are written, so every figure, table and hover says the same thing."""
+
+from __future__ import annotations
+
+import math
+
+from flexibert.space import ModelCard
+
+
+def card_label(card: ModelCard) -> str:
+    """Short name: ``L2 A2 H128 F512 sdp`` when all layers agree, else the full per-layer card."""
+    if len({(a, h, f, s) for a, h, f, s in zip(card.a, card.h, card.f, card.s)}) == 1:
+        return f"L{card.l} A{card.a[0]} H{card.h[0]} F{card.f[0]} {card.s[0]}"
+    return str(card)
+
+
+def similarity_class(card: ModelCard) -> str:
+    """``sdp`` or ``wma`` when every layer uses it, else ``mixed``: the similarity filter's categories."""
+    kinds = set(card.s)
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def millions(n: float) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+def score(x: float | None, digits: int = 4) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def score_pm(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"

@@ -1,0 +1,177 @@
+"""Fine-tuning, checkpoints, MLM pretraining and weight-transfer init, on real SST-2 subsets.
+
+Tiny models and small subsets keep this file to about a minute on two cores. Trials use one
+thread: other test processes may share the cores, and spinning OpenMP threads then stall.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flexibert.cli import main
+from flexibert.data import train_texts
+from flexibert.errors import FlexiBertError
+from flexibert.overlap import overlap as card_overlap
+from flexibert.pretrain import MlmConfig, pretrain
+from flexibert.seeds import SEED_CARDS
+from flexibert.tasks import get_task
+from flexibert.tokenization import cached_wordpiece
+from flexibert.training import PROFILES, TrialResult, evaluate_checkpoint, get_profile, train_trial
+
+from .conftest import GLUE_DIR, VOCAB
+
+TINY = SEED_CARDS["bert-tiny"]
+MAJORITY = 444 / 872  # SST-2 dev: the larger class
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def trial(workdir, cache, profile, card=TINY, init=None, tokenizer=VOCAB, seed=42):
+    return train_trial(card, "sst2", init, profile, workdir, data=GLUE_DIR, tokenizer=tokenizer, seed=seed,
+                       num_threads=1, cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, cache):
+    prof = get_profile("quick", max_train_samples=2000, epochs=3, lr=1e-3, log_every=20)
+    return trial(tmp_path_factory.mktemp("ft"), cache, prof)
+
+
+def test_profiles_follow_the_study_and_the_cpu():
+    paper = PROFILES["paper"]
+    assert (paper.max_seq_len, paper.batch_size, paper.lr, paper.epochs) == (128, 64, 2e-5, 5)
+    assert PROFILES["quick"].max_seq_len == 64 and PROFILES["quick"].epochs == 1
+    assert get_profile("quick", max_train_samples=10).max_train_samples == 10
+    with pytest.raises(FlexiBertError, match="unknown training profile"):
+        get_profile("slow")
+    with pytest.raises(FlexiBertError, match="unknown profile field"):
+        get_profile("quick", momentum=0.9)
+
+
+def test_short_finetune_beats_the_majority_class(finetuned):
+    assert finetuned.num_train == 2000 and finetuned.overlap == 0.0 and finetuned.source_checkpoint is None
+    assert finetuned.metrics["accuracy"] >= 0.60 > MAJORITY + 0.05
+    assert finetuned.score == finetuned.metrics["accuracy"]
+    assert finetuned.steps == 3 * 63 and finetuned.tokens_per_s > 0
+    losses = [p["loss"] for p in finetuned.curve]
+    assert len(losses) >= 9 and losses[-1] < losses[0]
+
+
+def test_result_json_and_checkpoint_round_trip(finetuned):
+    saved = TrialResult.load(finetuned.checkpoint.replace("/checkpoint", "/result.json"))
+    assert saved == TrialResult(**json.loads(json.dumps(finetuned.to_dict())))
+    files = {p.name for p in Path(finetuned.checkpoint).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    again = evaluate_checkpoint(finetuned.checkpoint, "sst2", GLUE_DIR, num_threads=1)
+    assert again == finetuned.metrics
+
+
+def test_same_seed_same_metric_other_seed_other_run(tmp_path, cache):
+    prof = get_profile("quick", max_train_samples=600, log_every=5)
+    a, b = (trial(tmp_path / n, cache, prof) for n in ("a", "b"))
+    assert a.metrics == b.metrics and a.curve == b.curve
+    c = trial(tmp_path / "c", cache, prof, seed=7)
+    assert c.curve != a.curve
+
+
+def test_existing_workdir_is_never_overwritten(finetuned, cache):
+    workdir = Path(finetuned.checkpoint).parent
+    before = (workdir / "result.json").read_text()
+    with pytest.raises(FlexiBertError, match="already exists"):
+        trial(workdir, cache, get_profile("quick", max_train_samples=50))
+    assert (workdir / "result.json").read_text() == before
+
+
+@pytest.fixture(scope="module")
+def mlm_seed(tmp_path_factory):
+    corpus = train_texts(GLUE_DIR, get_task("sst2"))[:2000]
+    out = tmp_path_factory.mktemp("seeds")
+    (result,) = pretrain([TINY], corpus, VOCAB, out, MlmConfig(batch_size=32, max_steps=60, log_every=10),
+                         num_threads=1)
+    return result
+
+
+def test_mlm_pretraining_loss_decreases(mlm_seed):
+    losses = [p["loss"] for p in mlm_seed.curve]
+    assert mlm_seed.steps == 60 and len(losses) == 6
+    assert losses[0] > 9.0  # about ln(30522) = 10.3 at the start
+    assert losses[-1] < losses[0] - 1.0
+    saved = json.loads((Path(mlm_seed.checkpoint) / "pretrain.json").read_text())
+    assert saved["steps"] == 60
+
+
+def test_transfer_init_records_overlap(tmp_path, cache, mlm_seed):
+    l4 = SEED_CARDS["bert-l4-h128"]  # shares BERT-Tiny's two layers and embeddings
+    prof = get_profile("quick", max_train_samples=300)
+    r = trial(tmp_path / "l4", cache, prof, card=l4, init=mlm_seed.checkpoint, tokenizer=None)
+    assert r.source_checkpoint == mlm_seed.checkpoint and r.tokenizer == mlm_seed.checkpoint
+    assert 0 < r.overlap < 1 and r.overlap == pytest.approx(card_overlap(l4, TINY), abs=1e-9)
+    same = trial(tmp_path / "tiny", cache, prof, init=mlm_seed.checkpoint, tokenizer=None)
+    assert same.overlap == pytest.approx(1.0)
+
+
+def test_init_with_another_vocabulary_is_refused(tmp_path, cache, mlm_seed):
+    texts = train_texts(GLUE_DIR, get_task("sst2"))[:3000]
+    other = cached_wordpiece(texts, cache, vocab_size=2000)
+    with pytest.raises(FlexiBertError, match="vocabulary of 30522 tokens"):
+        trial(tmp_path / "x", cache, get_profile("quick", max_train_samples=50), init=mlm_seed.checkpoint,
+              tokenizer=other)
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "flexibert", ')
+    with pytest.raises(FlexiBertError, match="malformed JSON"):
+        evaluate_checkpoint(tmp_path / "ckpt", "sst2", GLUE_DIR)
+
+
+def test_cli_train_and_its_errors(tmp_path, cache, capsys):
+    args = ["train", "--task", "sst2", "--seed-model", "bert-tiny", "--data-dir", str(GLUE_DIR),
+            "--tokenizer", str(VOCAB), "--max-train-samples", "200", "--threads", "1", "--cache-dir", str(cache)]
+    with pytest.raises(SystemExit) as ok:
+        main(args + ["--workdir", str(tmp_path / "run")])
+    assert ok.value.code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["steps"] == 7 and 0 <= out["metrics"]["accuracy"] <= 1
+    assert (tmp_path / "run" / "result.json").exists()
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "--task", "sst2", "--card", '{"l": 2, "a": [2, 2]}', "--workdir", str(tmp_path / "bad")])
+    assert bad.value.code == 2 and "missing key" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main(["pretrain", "--seeds", "--out", str(tmp_path / "p")])
+    assert bad.value.code == 2 and "exactly one corpus" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "p").exists()
+
+
+def test_cli_trains_a_custom_task_from_user_files(tmp_path, cache, capsys):
+    import csv
+
+    lines = (GLUE_DIR / "SST-2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    rows = [line.split("\t") for line in lines]
+    for name, part in (("train.csv", rows[:400]), ("dev.csv", rows[400:])):
+        with open(tmp_path / name, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["review", "mood"])
+            w.writerows([text, "happy" if y == "1" else "sad"] for text, y in part)
+    with pytest.raises(SystemExit) as ok:
+        main(["train", "--task", "moods", "--seed-model", "bert-tiny", "--train-file", str(tmp_path / "train.csv"),
+              "--dev-file", str(tmp_path / "dev.csv"), "--text-columns", "review", "--label-column", "mood",
+              "--threads", "1", "--cache-dir", str(cache), "--workdir", str(tmp_path / "w")])
+    assert ok.value.code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["task"] == "moods" and out["steps"] == 13 and 0 <= out["metrics"]["accuracy"] <= 1
+    # No tokenizer given: a WordPiece was trained on the training text and cached.
+    result = TrialResult.load(tmp_path / "w" / "result.json")
+    assert result.tokenizer.startswith(str(cache / "tokenizers" / "wordpiece-"))
+    assert Path(result.tokenizer, "tokenizer.json").exists()
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "--task", "moods", "--seed-model", "bert-tiny", "--train-file", str(tmp_path / "train.csv"),
+              "--dev-file", str(tmp_path / "dev.csv"), "--text-columns", "review", "--label-column", "mood",
+              "--labels", "happy,neutral", "--workdir", str(tmp_path / "w2")])
+    assert bad.value.code == 2 and "unknown label 'sad'" in capsys.readouterr().err
