@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SMALL_SPACE, STUDY_JSON, summary  # noqa: E402
@@ -39,7 +40,8 @@ def fit_gp(x: np.ndarray, y: np.ndarray):
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
     kernel = ConstantKernel() * Matern(1.0, nu=0.5) + WhiteKernel()
-    return GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(x, y)
+    with threadpool_limits(1):  # a few hundred points: BLAS threads only spin
+        return GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(x, y)
 
 
 def predict_chunked(gp, x: np.ndarray, chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:

@@ -43,7 +43,7 @@ def logits(texts):
         return model(**tok(texts, padding=True, truncation=True, return_tensors="pt")).logits
 preds = [p for i in range(0, len(dev["sentences"]), 128)
          for p in logits(dev["sentences"][i:i + 128]).argmax(-1).tolist()]
-json.dump({"module": type(model).__module__, "tokenizer": type(tok).__name__, "vocab": len(tok),
+json.dump({"module": type(model).__module__, "vocab": len(tok),
            "probe": logits(dev["sentences"][:%d]).tolist(), "preds": preds}, open(out_file, "w"))
 """ % PROBE
 

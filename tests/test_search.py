@@ -127,26 +127,32 @@ def test_convergence_stops_the_search(tmp_path):
     assert 1.96 * sigmas[-1] < 0.05 and all(1.96 * s >= 0.05 for s in sigmas[:-1])  # stopped at the first chance
 
 
-def _done_rows(run_dir: Path) -> list[tuple]:
+def _query(run_dir: Path, sql: str) -> list[tuple]:
+    """Read a run's database as another process would; a database still being created reads as empty."""
     db = sqlite3.connect(run_dir / "search.db")
-    rows = db.execute("SELECT id, card_hash, value, source_hash, overlap, threshold, finished_at FROM trials"
-                      " WHERE status = 'done' ORDER BY done_seq").fetchall()
-    db.close()
-    return rows
+    try:
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # no tables yet
+        return []
+    finally:
+        db.close()
+
+
+def _done_rows(run_dir: Path) -> list[tuple]:
+    return _query(run_dir, "SELECT id, card_hash, value, source_hash, overlap, threshold, finished_at FROM trials"
+                           " WHERE status = 'done' ORDER BY done_seq")
 
 
 def _running(run_dir: Path) -> int:
-    db = sqlite3.connect(run_dir / "search.db")
-    n = db.execute("SELECT COUNT(*) FROM trials WHERE status = 'running'").fetchone()[0]
-    db.close()
-    return n
+    return len(_query(run_dir, "SELECT id FROM trials WHERE status = 'running'"))
 
 
 def test_kill_9_mid_search_then_resume(tmp_path):
     args = ["search", "--task", "sst2", "--table", str(STUDY_JSON), "--acquisition", "ei", "--budget", "16",
             "--workers", "1", "--sim-seconds", "0.2", "--seed", "3", "--quiet"]
     full, cut = tmp_path / "full", tmp_path / "cut"
-    proc = subprocess.Popen(FLEXIBERT + args + ["--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(FLEXIBERT + args + ["--out", str(cut)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if (cut / "search.db").exists() and len(_done_rows(cut)) >= 6 and _running(cut):
@@ -157,7 +163,7 @@ def test_kill_9_mid_search_then_resume(tmp_path):
     proc.wait()
     # The uninterrupted reference runs beside the resumed search.
     reference_proc = subprocess.Popen(FLEXIBERT + args + ["--out", str(full)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE)
+                                      stderr=subprocess.DEVNULL)
     before = _done_rows(cut)
     assert 6 <= len(before) < 16
     assert _running(cut)  # killed mid-trial: the trial is left running, to be re-queued

@@ -299,16 +299,20 @@ class TrialResult:
             raise FlexiBertError(f"trial result {path} is malformed: {e}") from None
 
 
-def build_classifier(card: ModelCard, tokenizer, num_labels: int, seed: int):
-    """A fresh FlexiBERT classifier for ``card``, initialised from ``seed``, sized to the tokenizer."""
+def build_classifier(card: ModelCard, tokenizer, num_labels: int, seed: int, labels: tuple[str, ...] | None = None):
+    """A fresh FlexiBERT classifier for ``card``, initialised from ``seed``, sized to the tokenizer.
+
+    ``labels`` name the classes in ``config.id2label``, so an exported model predicts real label names.
+    """
     import torch
 
     from flexibert.configuration import FlexiBertConfig
     from flexibert.modeling import FlexiBertForSequenceClassification
 
     torch.manual_seed(seed)
+    names = {"id2label": dict(enumerate(labels)), "label2id": {v: i for i, v in enumerate(labels)}} if labels else {}
     config = FlexiBertConfig.from_card(card, vocab_size=len(tokenizer), num_labels=num_labels,
-                                       pad_token_id=tokenizer.pad_token_id)
+                                       pad_token_id=tokenizer.pad_token_id, **names)
     return FlexiBertForSequenceClassification(config)
 
 
@@ -365,7 +369,7 @@ def train_trial(card: ModelCard | dict, task: str | Task, init: str | Path | Non
     train = encoded_split(source, task, "train", tok, prof.max_seq_len, cache, prof.max_train_samples)
     dev = {s: encoded_split(source, task, s, tok, prof.max_seq_len, cache) for s in task.dev_splits}
 
-    model = build_classifier(card, tok, task.num_labels, seed)
+    model = build_classifier(card, tok, task.num_labels, seed, task.labels)
     overlap = _transfer_from(model, init_path) if init_path is not None else 0.0
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)  # dropout masks: the same whether or not a transfer happened

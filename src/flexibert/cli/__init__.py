@@ -23,17 +23,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from flexibert.cli import space
+    from flexibert.cli import model, run, search, space, train
 
-    space.register(app)
-    for name in ("model", "train", "search", "run"):
-        try:
-            module = __import__(f"flexibert.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as e:  # a command group not built yet
-            if e.name != f"flexibert.cli.{name}":
-                raise
-            continue
-        module.register(app)
+    for group in (space, model, train, search, run):
+        group.register(app)
 
 
 _register()

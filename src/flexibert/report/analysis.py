@@ -38,11 +38,14 @@ def pareto_front(params: Sequence[float], values: Sequence[float]) -> np.ndarray
     return np.array(front, dtype=int)
 
 
-def top_k(indices: Sequence[int], values: Sequence[float], k: int, largest: bool = True) -> list[int]:
-    """The ``k`` indices with the highest (or lowest) values; ties go to the lower index."""
+def top_k(
+    indices: Sequence[int], values: Sequence[float], params: Sequence[float], k: int, largest: bool = True
+) -> list[int]:
+    """The ``k`` indices with the highest (or lowest) values; of equal values, the smaller model ranks higher."""
     indices = np.asarray(indices, dtype=int)
     values = np.asarray(values, dtype=float)
-    order = np.lexsort((indices, -values if largest else values))
+    params = np.asarray(params, dtype=float)
+    order = np.lexsort((indices, params, -values) if largest else (indices, -params, values))
     return [int(i) for i in indices[order[:k]]]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+import numpy as np
+
 from flexibert.report.analysis import DIMENSION_NAMES, choice_effects, depth_summary, top_k
 from flexibert.report.data import ReportData
 from flexibert.report.labels import millions, score, score_pm
@@ -60,14 +62,16 @@ def _ranking(data: ReportData, title: str, indices: list[int]) -> Table:
 
 def ranking_tables(data: ReportData) -> list[Table]:
     """Best and worst models by measurement and by the surrogate's prediction, labelled as such."""
-    measured_idx, measured = data.measured_indices, data.measured_values
-    every = range(data.n)
+    idx, every = data.measured_indices, np.arange(data.n)
+    measured, predicted = data.measured_values, data.predicted_mean
     return [
-        _ranking(data, f"Best {TOP} models, measured", top_k(measured_idx, measured, TOP)),
-        _ranking(data, f"Worst {TOP} models, measured", top_k(measured_idx, measured, TOP, largest=False)),
-        _ranking(data, f"Best {TOP} models, predicted (surrogate)", top_k(every, data.predicted_mean, TOP)),
+        _ranking(data, f"Best {TOP} models, measured", top_k(idx, measured, data.params[idx], TOP)),
+        _ranking(data, f"Worst {TOP} models, measured", top_k(idx, measured, data.params[idx], TOP, largest=False)),
+        _ranking(data, f"Best {TOP} models, predicted (surrogate)", top_k(every, predicted, data.params, TOP)),
         _ranking(
-            data, f"Worst {TOP} models, predicted (surrogate)", top_k(every, data.predicted_mean, TOP, largest=False)
+            data,
+            f"Worst {TOP} models, predicted (surrogate)",
+            top_k(every, predicted, data.params, TOP, largest=False),
         ),
     ]
 

@@ -11,7 +11,7 @@ import numpy as np
 from flexibert.atomic import write_json, write_text
 from flexibert.errors import FlexiBertError
 from flexibert.report import figures as fg
-from flexibert.report.analysis import pareto_front
+from flexibert.report.analysis import pareto_front, top_k
 from flexibert.report.data import ReportData
 from flexibert.report.labels import card_label, millions
 from flexibert.report.layout import MapLayout, map_layout
@@ -51,7 +51,11 @@ def _entry(data: ReportData, i: int) -> dict[str, Any]:
 def _best_measured(data: ReportData) -> int | None:
     if not data.measured:
         return None
-    return max(sorted(data.measured), key=lambda i: data.measured[i])
+    return top_k(data.measured_indices, data.measured_values, data.params[data.measured_indices], 1)[0]
+
+
+def _best_predicted(data: ReportData) -> int:
+    return top_k(np.arange(data.n), data.predicted_mean, data.params, 1)[0]
 
 
 def _measured_front(data: ReportData) -> list[int]:
@@ -78,7 +82,7 @@ def _facts(data: ReportData, layout: MapLayout) -> list[tuple[str, str]]:
                 f"{data.measured[best]:.4f}: #{best} {data.cards[best]}, {millions(data.params[best])} params",
             )
         )
-    top = int(np.argmax(data.predicted_mean))
+    top = _best_predicted(data)
     facts.append(
         (
             f"best predicted {metric} (surrogate)",
@@ -155,7 +159,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> ReportFiles:
         "embedding_dim": int(data.embeddings.shape[1]),
         "sweep": {str(m): e for m, e in data.sweep.items()},
         "best_measured": None if best is None else _entry(data, best),
-        "best_predicted": _entry(data, int(np.argmax(data.predicted_mean))),
+        "best_predicted": _entry(data, _best_predicted(data)),
         "pareto_front": [_entry(data, i) for i in _measured_front(data)],
         "surrogate_quality": data.quality[-1] if data.quality else None,
         "files": {
