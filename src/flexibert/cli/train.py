@@ -18,22 +18,6 @@ ThreadsOpt = typer.Option(None, "--threads", help="torch threads (default: all c
 CacheOpt = typer.Option(None, "--cache-dir", help="Cache for trained tokenizers and token ids (default ~/.cache/flexibert).")
 
 
-def _setup_process() -> None:
-    """Process-wide settings the CLI owns, made before torch loads.
-
-    OpenMP threads that spin while waiting collapse throughput 10-20x when other processes
-    share the cores (measured on a shared 2-core machine); passive waiting avoids that.
-    And the terminal keeps to our one-line results: no load reports or progress bars.
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _cards(card: list[str] | None, seed_models: list[str] | None, all_seeds: bool = False) -> list:
     from flexibert.cli.space import parse_card
     from flexibert.seeds import SEED_CARDS, seed_card
@@ -94,7 +78,6 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = CacheOpt,
     ) -> None:
         """Fine-tune one model card on one task and evaluate it on the dev split."""
-        _setup_process()
         from flexibert.training import get_profile, train_trial
 
         cards = _cards([card] if card else None, [seed_model] if seed_model else None)
@@ -132,7 +115,6 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = CacheOpt,
     ) -> None:
         """MLM-pretrain cards on a corpus (a task's training text, text files or a dataset)."""
-        _setup_process()
         from flexibert import pretrain as P
         from flexibert.data import as_source, train_texts
         from flexibert.tasks import get_task
