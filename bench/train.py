@@ -165,7 +165,7 @@ def main() -> None:
             print(f"{name} {init}: dev {row['dev_accuracy']:.4f}, {row['wall_s']}s, "
                   f"{row['tokens_per_s']:,} tok/s", flush=True)
 
-    print(f"\n| card | init | dev acc | wall s | tokens/s | ratio vs HF |\n|---|---|---|---|---|---|")
+    print("\n| card | init | dev acc | wall s | tokens/s | ratio vs HF |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['card']} | {r['init']} | {r['dev_accuracy']:.4f} | {r['wall_s']} | {r['tokens_per_s']:,} | "
               f"{r['tokens_per_s_ratio_vs_hf']} |")

@@ -10,7 +10,6 @@ A checkpoint directory appears in one rename, so a killed run never leaves half 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 
 from flexibert.configuration import FlexiBertConfig
 from flexibert.errors import FlexiBertError
+from flexibert.readers import read_json
 from flexibert.modeling import FlexiBertPreTrainedModel, parameter_block
 from flexibert.space import DesignSpace
 
@@ -64,12 +64,7 @@ def save_pretrained(model: FlexiBertPreTrainedModel, path: str | Path) -> Path:
 def load_config(path: str | Path, space: DesignSpace | None = None) -> FlexiBertConfig:
     """The checkpoint's config; with ``space``, its card must lie in that space."""
     file = Path(path) / CONFIG
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise FlexiBertError(f"no {CONFIG} in checkpoint directory {path}") from None
-    except json.JSONDecodeError as e:
-        raise FlexiBertError(f"malformed JSON in {file} at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    data = read_json(file, f"no {CONFIG} in checkpoint directory {path}")
     if not isinstance(data, dict) or data.get("model_type") != FlexiBertConfig.model_type:
         got = data.get("model_type") if isinstance(data, dict) else type(data).__name__
         raise FlexiBertError(f"{file}: model_type is {got!r}, expected {FlexiBertConfig.model_type!r}")

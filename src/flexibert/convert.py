@@ -12,7 +12,6 @@ Weights are read from safetensors only, never unpickled.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from safetensors.torch import load_file
 from flexibert.checkpoint import CONFIG, WEIGHTS, atomic_dir
 from flexibert.configuration import POSITION_EMBEDDING_TYPES, FlexiBertConfig
 from flexibert.errors import FlexiBertError
+from flexibert.readers import read_json
 from flexibert.modeling import FlexiBertForMaskedLM, FlexiBertForSequenceClassification, FlexiBertModel
 from flexibert.space import ModelCard
 
@@ -78,12 +78,7 @@ def resolve_source(path_or_hub_id: str) -> Path:
 
 def _read_bert(src: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     file = src / CONFIG
-    try:
-        cfg = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise FlexiBertError(f"no {CONFIG} in BERT checkpoint {src}") from None
-    except json.JSONDecodeError as e:
-        raise FlexiBertError(f"malformed JSON in {file} at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    cfg = read_json(file, f"no {CONFIG} in BERT checkpoint {src}")
     model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
     if model_type != "bert":
         raise FlexiBertError(f"{file}: not a BERT config (model_type {model_type!r})")

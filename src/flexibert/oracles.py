@@ -9,7 +9,6 @@ a worker process, so any backend can run either.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from flexibert.errors import FlexiBertError
+from flexibert.readers import read_json
 from flexibert.space import ModelCard
 
 
@@ -73,12 +73,7 @@ def load_table(path: str | Path, task: str) -> MeasuredTable:
     """Read a study-format JSON: ``model_dicts`` and ``accuracies`` (one ``{task: value|null}`` per card),
     optionally ``hashes``, ``embeddings`` and ``neighbors`` (lists of hashes)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FlexiBertError(f"measured table not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise FlexiBertError(f"malformed JSON in {path} at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    data = read_json(path, f"measured table not found: {path}")
     if not isinstance(data, dict):
         raise FlexiBertError(f"measured table {path}: expected a JSON object")
     for key in ("model_dicts", "accuracies"):

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from flexibert import atomic
 from flexibert.errors import FlexiBertError
+from flexibert.readers import read_yaml
 
 Log = Callable[[str], None]
 SEED_ROUTES = ("mlm", "import-bert", "scratch")
@@ -87,15 +86,7 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, data_dir: str | Path | None = None) -> "RunConfig":
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise FlexiBertError(f"run config not found: {path}") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise FlexiBertError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+        raw = read_yaml(path, f"run config not found: {path}")
         if not isinstance(raw, dict):
             raise FlexiBertError(f"run config {path} must be a mapping")
         sections = {"space": SpaceSection, "seeds": SeedSection, "training": TrainingSection, "search": SearchSection}

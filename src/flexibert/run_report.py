@@ -58,7 +58,8 @@ def run_report_data(run_dir: str | Path) -> ReportData:
         cards=lib.cards, embeddings=x, measured=measured, predicted_mean=mean, predicted_std=std,
         seeds=[where[c.key] for c in SEED_CARDS.values() if c.key in where],
         sweep=lib.sweep, dissimilarity=lib.dissimilarity, quality=quality,
-        task=task.name, metric_name=task.metrics[0] if len(task.metrics) == 1 else "GLUE score", title=f"FlexiBERT: {run_dir.name} on {task.name}",
+        task=task.name, metric_name=task.metrics[0] if len(task.metrics) == 1 else "GLUE score",
+        title=f"FlexiBERT: {run_dir.name} on {task.name}",
     )
 
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
-import yaml
-
 from flexibert.errors import FlexiBertError
+from flexibert.readers import read_yaml
 
 Rule = Literal["monotone", "full"]
 RULES: tuple[str, ...] = ("monotone", "full")
@@ -154,16 +153,7 @@ class DesignSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path, rule: str = "monotone") -> "DesignSpace":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise FlexiBertError(f"space spec not found: {path}") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise FlexiBertError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
-        return cls.from_dict(data, rule=rule)
+        return cls.from_dict(read_yaml(path, f"space spec not found: {path}"), rule=rule)
 
     def to_dict(self) -> dict[str, Any]:
         return {
