@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SMALL_SPACE, STUDY_JSON, summary  # noqa: E402
@@ -31,22 +30,9 @@ from flexibert.graphs import card_to_graph  # noqa: E402
 from flexibert.kernel import dissimilarity, wl_features, wl_kernel  # noqa: E402
 from flexibert.report import ReportData, write_report  # noqa: E402
 from flexibert.space import DesignSpace, ModelCard  # noqa: E402
+from flexibert.surrogate import GPSurrogate  # noqa: E402
 
 SEEDS = [(2, 2, 128, 512), (4, 4, 256, 1024), (2, 4, 256, 1024), (4, 2, 128, 512)]
-
-
-def fit_gp(x: np.ndarray, y: np.ndarray):
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-    kernel = ConstantKernel() * Matern(1.0, nu=0.5) + WhiteKernel()
-    with threadpool_limits(1):  # a few hundred points: BLAS threads only spin
-        return GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(x, y)
-
-
-def predict_chunked(gp, x: np.ndarray, chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
-    parts = [gp.predict(x[i : i + chunk], return_std=True) for i in range(0, len(x), chunk)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def timed(fn):
@@ -60,7 +46,7 @@ def study_data(study: dict) -> ReportData:
     emb = np.array(study["embeddings"])
     measured = {i: a["SST-2"] for i, a in enumerate(study["accuracies"]) if a.get("SST-2") is not None}
     idx = sorted(measured)
-    mean, std = predict_chunked(fit_gp(emb[idx], np.array([measured[i] for i in idx])), emb)
+    mean, std = GPSurrogate().fit(emb[idx], np.array([measured[i] for i in idx])).predict(emb)
     dis = dissimilarity(wl_kernel(wl_features([card_to_graph(c) for c in cards])))
     return ReportData(
         cards=cards,
@@ -87,7 +73,7 @@ def full_space_data(study: dict) -> ReportData:
         if a.get("SST-2") is not None
     }
     idx = sorted(measured)
-    mean, std = predict_chunked(fit_gp(emb[idx], np.array([measured[i] for i in idx])), emb)
+    mean, std = GPSurrogate().fit(emb[idx], np.array([measured[i] for i in idx])).predict(emb)
     return ReportData(
         cards=cards,
         embeddings=emb,

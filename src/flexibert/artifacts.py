@@ -20,9 +20,9 @@ import numpy as np
 import yaml
 
 from flexibert import atomic
-from flexibert.errors import FlexiBertError
 from flexibert.graphs import GRAPH_SCHEMA, card_to_graph, find_duplicates, fingerprint
 from flexibert.kernel import DEFAULT_N_ITER, dissimilarity, wl_features, wl_kernel
+from flexibert.readers import read_json
 from flexibert.space import DesignSpace, ModelCard
 
 #: Above this many models the n x n dissimilarity is not formed; landmarks are used instead.
@@ -58,13 +58,7 @@ class SpaceLibrary:
     @classmethod
     def open(cls, root: str | Path) -> "SpaceLibrary":
         root = Path(root)
-        try:
-            manifest = json.loads((root / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise FlexiBertError(f"no complete space library at {root} (manifest.json missing)") from None
-        except json.JSONDecodeError as e:
-            raise FlexiBertError(f"corrupt manifest in {root}: {e}") from None
-        return cls(root, manifest)
+        return cls(root, read_json(root / "manifest.json", f"no complete space library at {root} (manifest.json missing)"))
 
     @cached_property
     def space(self) -> DesignSpace:

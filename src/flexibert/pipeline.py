@@ -189,8 +189,7 @@ def run_pipeline(
 
     library_base = run_dir / "space"
     lib = build_space(
-        space, library_base, BuildParams(dims=config.space.dims, k=config.space.k, sweep=tuple(config.space.sweep)),
-        stage=lambda name, done, total: None,
+        space, library_base, BuildParams(dims=config.space.dims, k=config.space.k, sweep=tuple(config.space.sweep))
     )
     stages.mark("space", str(lib.root))
     log(f"space: {lib.manifest['count']:,} models, m={config.space.dims}, "
