@@ -31,6 +31,12 @@ HEADS = {"classifier", "lm_head"}  # top-level modules of the task heads
 M = TypeVar("M", bound=FlexiBertPreTrainedModel)
 
 
+def ensure_new(path: Path) -> None:
+    """Refuse, before any work, an output that would replace something already written."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FlexiBertError(f"output {path} already exists and is not an empty directory; choose another")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temp directory beside ``path``; on success it becomes ``path`` in one rename.
@@ -38,8 +44,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     ``path`` must not exist or be an empty directory: nothing already written is replaced.
     """
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FlexiBertError(f"output {path} already exists and is not an empty directory; choose another")
+    ensure_new(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would make the checkpoint private

@@ -28,8 +28,8 @@ AUTO_MAP = {
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Copy a validated FlexiBERT checkpoint into a new directory ``out_dir`` with its remote code."""
-    from flexibert.checkpoint import atomic_dir
-    from flexibert.training import ensure_new, load_checkpoint
+    from flexibert.checkpoint import atomic_dir, ensure_new
+    from flexibert.training import load_checkpoint
 
     checkpoint = Path(checkpoint)
     ensure_new(Path(out_dir))  # before the slower validation: refuse early, never replace

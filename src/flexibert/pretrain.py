@@ -21,7 +21,8 @@ from flexibert.errors import FlexiBertError
 from flexibert.seeds import card_name
 from flexibert.space import ModelCard
 from flexibert.tokenization import load_tokenizer
-from flexibert.training import ensure_new, fit, save_checkpoint, set_threads
+from flexibert.checkpoint import ensure_new
+from flexibert.training import fit, save_checkpoint, set_threads
 
 
 @dataclass(frozen=True)

@@ -224,12 +224,6 @@ def save_checkpoint(model, tokenizer, path: str | Path) -> Path:
     return Path(path)
 
 
-def ensure_new(path: Path) -> None:
-    """Refuse, before any work, an output that would replace something already written."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FlexiBertError(f"output {path} already exists and is not empty; choose another")
-
-
 def load_checkpoint(path: str | Path, head: str = "classification"):
     """``(model, tokenizer or None)`` of a validated FlexiBERT checkpoint; ``head``: classification, mlm or base."""
     from flexibert.checkpoint import load_pretrained
@@ -349,6 +343,8 @@ def train_trial(card: ModelCard | dict, task: str | Task, init: str | Path | Non
     ``device``: a torch device; by default CUDA when available, else the CPU.
     """
     import torch
+
+    from flexibert.checkpoint import ensure_new
 
     t0 = time.perf_counter()
     card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
