@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
+from _common import summary  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 
-from _common import summary  # noqa: E402
-from flexibert.configuration import FlexiBertConfig  # noqa: E402
-from flexibert.modeling import FlexiBertForSequenceClassification  # noqa: E402
-from flexibert.space import ModelCard  # noqa: E402
+from flexibert.model.configuration_flexibert import FlexiBertConfig  # noqa: E402
+from flexibert.model.modeling_flexibert import FlexiBertForSequenceClassification  # noqa: E402
+from flexibert.space.design_space import ModelCard  # noqa: E402
 
 BATCH, SEQ = 32, 128
 SHAPES = {

@@ -25,12 +25,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SMALL_SPACE, STUDY_JSON, summary  # noqa: E402
 
-from flexibert.embed import frobenius_error  # noqa: E402
-from flexibert.graphs import card_to_graph  # noqa: E402
-from flexibert.kernel import dissimilarity, wl_features, wl_kernel  # noqa: E402
 from flexibert.report import ReportData, write_report  # noqa: E402
-from flexibert.space import DesignSpace, ModelCard  # noqa: E402
-from flexibert.surrogate import GPSurrogate  # noqa: E402
+from flexibert.search.surrogate import GPSurrogate  # noqa: E402
+from flexibert.space.design_space import DesignSpace, ModelCard  # noqa: E402
+from flexibert.space.embed import frobenius_error  # noqa: E402
+from flexibert.space.graphs import card_to_graph  # noqa: E402
+from flexibert.space.kernel import dissimilarity, wl_features, wl_kernel  # noqa: E402
 
 SEEDS = [(2, 2, 128, 512), (4, 4, 256, 1024), (2, 4, 256, 1024), (4, 2, 128, 512)]
 
@@ -62,7 +62,7 @@ def study_data(study: dict) -> ReportData:
 
 
 def full_space_data(study: dict) -> ReportData:
-    from flexibert.embed import landmark_embed
+    from flexibert.space.embed import landmark_embed
 
     cards = list(DesignSpace.from_yaml(SMALL_SPACE, rule="full"))
     position = {c.key: i for i, c in enumerate(cards)}

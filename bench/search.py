@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import STUDY_JSON, summary  # noqa: E402
 
-from flexibert.oracles import load_table  # noqa: E402
-from flexibert.scheduler import ActiveLearner  # noqa: E402
-from flexibert.surrogate import GPSurrogate, rank_quality  # noqa: E402
+from flexibert.search.learner import ActiveLearner  # noqa: E402
+from flexibert.search.oracles import load_table  # noqa: E402
+from flexibert.search.surrogate import GPSurrogate, rank_quality  # noqa: E402
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
 ACQUISITIONS = ("random", "ucb", "ei", "uncertainty")

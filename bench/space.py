@@ -21,10 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SMALL_SPACE, summary  # noqa: E402
 
-from flexibert.embed import frobenius_error, landmark_embed, mds  # noqa: E402
-from flexibert.graphs import card_to_graph  # noqa: E402
-from flexibert.kernel import dissimilarity, wl_features, wl_kernel  # noqa: E402
-from flexibert.space import DesignSpace  # noqa: E402
+from flexibert.space.design_space import DesignSpace  # noqa: E402
+from flexibert.space.embed import frobenius_error, landmark_embed, mds  # noqa: E402
+from flexibert.space.graphs import card_to_graph  # noqa: E402
+from flexibert.space.kernel import dissimilarity, wl_features, wl_kernel  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:

@@ -45,7 +45,7 @@ def throughput_ratio(card, data, tok, steps: int, lr: float) -> tuple[float, flo
     """(ours, hf, ours / hf) tokens/s over ``steps`` steps, best of two alternating rounds."""
     import torch
 
-    from flexibert.training import build_classifier, fit
+    from flexibert.train.trial import build_classifier, fit
 
     best = {"ours": 0.0, "hf": 0.0}
     for _ in range(2):
@@ -62,8 +62,8 @@ def trainer_check(data, tok, steps: int, workdir: Path) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from flexibert.seeds import SEED_CARDS
-    from flexibert.training import build_classifier, fit
+    from flexibert.space.seeds import SEED_CARDS
+    from flexibert.train.trial import build_classifier, fit
 
     card = SEED_CARDS["bert-tiny"]
     rows = []
@@ -114,12 +114,17 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-    from flexibert.data import train_texts
-    from flexibert.pretrain import MlmConfig, pretrain
-    from flexibert.seeds import seed_card
-    from flexibert.tasks import get_task
-    from flexibert.tokenization import load_tokenizer
-    from flexibert.training import encoded_split, get_profile, set_threads, train_trial
+    from flexibert.space.seeds import seed_card
+    from flexibert.train.data import train_texts
+    from flexibert.train.pretrain import MlmConfig, pretrain
+    from flexibert.train.tasks import get_task
+    from flexibert.train.tokenization import load_tokenizer
+    from flexibert.train.trial import (
+        encoded_split,
+        get_profile,
+        set_threads,
+        train_trial,
+    )
 
     out = Path(args.out or tempfile.mkdtemp(prefix="flexibert-bench-train-"))
     cache = out / "cache"

@@ -30,6 +30,6 @@ def study() -> dict:
 
 @pytest.fixture(scope="session")
 def small_space():
-    from flexibert.space import DesignSpace
+    from flexibert.space.design_space import DesignSpace
 
     return DesignSpace.from_yaml(SMALL_SPACE)

@@ -7,10 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from flexibert.data import Files, GlueDir, HFDataset, as_source, labels_in, load_split, subset_indices, train_texts
-from flexibert.errors import FlexiBertError
-from flexibert.metrics import compute
-from flexibert.tasks import GLUE_TASKS, custom_task, get_task
+from flexibert._common import FlexiBertError
+from flexibert.train.data import (
+    Files,
+    GlueDir,
+    HFDataset,
+    as_source,
+    labels_in,
+    load_split,
+    subset_indices,
+    train_texts,
+)
+from flexibert.train.metrics import compute
+from flexibert.train.tasks import GLUE_TASKS, custom_task, get_task
 
 from .conftest import GLUE_DIR
 

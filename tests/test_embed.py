@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexibert.embed import (
+from flexibert.space.embed import (
     frobenius_error,
     landmark_embed,
     mds,
@@ -13,8 +13,8 @@ from flexibert.embed import (
     pairwise_distances,
     stress_and_gradient,
 )
-from flexibert.graphs import card_to_graph
-from flexibert.kernel import dissimilarity, wl_features, wl_kernel
+from flexibert.space.graphs import card_to_graph
+from flexibert.space.kernel import dissimilarity, wl_features, wl_kernel
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from flexibert._common import FlexiBertError
 from flexibert.cli import main
-from flexibert.data import load_split
-from flexibert.errors import FlexiBertError
-from flexibert.export import export_checkpoint
-from flexibert.seeds import SEED_CARDS
-from flexibert.storage import RunStore
-from flexibert.tasks import get_task
-from flexibert.training import get_profile, load_checkpoint, train_trial
+from flexibert.model.export import export_checkpoint
+from flexibert.search.store import RunStore
+from flexibert.space.seeds import SEED_CARDS
+from flexibert.train.data import load_split
+from flexibert.train.tasks import get_task
+from flexibert.train.trial import get_profile, load_checkpoint, train_trial
 
 from .conftest import GLUE_DIR, ROOT, VOCAB
 

@@ -7,9 +7,15 @@ import random
 import numpy as np
 import pytest
 
-from flexibert.graphs import BlockGraph, card_to_graph, find_duplicates, fingerprint, isomorphic
-from flexibert.kernel import iter_kernel_rows, wl_features, wl_kernel
-from flexibert.space import ModelCard
+from flexibert.space.design_space import ModelCard
+from flexibert.space.graphs import (
+    BlockGraph,
+    card_to_graph,
+    find_duplicates,
+    fingerprint,
+    isomorphic,
+)
+from flexibert.space.kernel import iter_kernel_rows, wl_features, wl_kernel
 
 TINY = ModelCard.homogeneous(2, 2, 128, 512)
 MINI = ModelCard.homogeneous(4, 4, 256, 1024)

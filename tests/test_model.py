@@ -11,18 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flexibert.checkpoint import load_config, load_pretrained, save_pretrained
-from flexibert.configuration import FlexiBertConfig
-from flexibert.convert import import_bert
-from flexibert.cost import ArchDims, param_blocks, param_count
-from flexibert.errors import FlexiBertError
-from flexibert.modeling import (
+from flexibert._common import FlexiBertError
+from flexibert.model.checkpoint import load_config, load_pretrained, save_pretrained
+from flexibert.model.configuration_flexibert import FlexiBertConfig
+from flexibert.model.cost import ArchDims, param_blocks, param_count
+from flexibert.model.import_bert import import_bert
+from flexibert.model.modeling_flexibert import (
     FlexiBertForMaskedLM,
     FlexiBertForSequenceClassification,
     FlexiBertModel,
     parameter_block,
 )
-from flexibert.space import DesignSpace, ModelCard
+from flexibert.space.design_space import DesignSpace, ModelCard
 
 from .conftest import SMALL_SPACE
 
@@ -97,7 +97,7 @@ def test_forward_flops_match_cost(positions, n):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flexibert.cost import flops
+    from flexibert.model.cost import flops
 
     card = SHAPE_CARDS[0]
     config = FlexiBertConfig.from_card(card, vocab_size=V, max_relative_position=8, position_embedding_type=positions)
@@ -232,7 +232,11 @@ def test_padding_does_not_change_real_tokens(positions):
 @pytest.fixture(scope="module")
 def hf_bert_dirs(tmp_path_factory):
     """Randomly initialised HF BERTs (absolute positions), saved the way the hub stores them."""
-    from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
+    from transformers import (
+        BertConfig,
+        BertForPreTraining,
+        BertForSequenceClassification,
+    )
 
     root = tmp_path_factory.mktemp("hf")
     cfg = dict(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
@@ -325,7 +329,12 @@ def saved(tmp_path_factory):
 
 
 def test_save_load_round_trip_is_exact(saved):
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+    )
 
     path, model = saved
     ids, mask, types = _batch()
@@ -435,16 +444,16 @@ def test_configuration_and_modeling_work_as_remote_code_without_the_package(save
     import subprocess
     import sys
 
-    import flexibert.configuration
-    import flexibert.modeling
+    import flexibert.model.configuration_flexibert
+    import flexibert.model.modeling_flexibert
 
     path = _copy(saved, tmp_path)
-    for module in (flexibert.configuration, flexibert.modeling):
+    for module in (flexibert.model.configuration_flexibert, flexibert.model.modeling_flexibert):
         shutil.copyfile(module.__file__, path / f"{module.__name__.rsplit('.', 1)[1]}.py")
     cfg = json.loads((path / "config.json").read_text())
     cfg["auto_map"] = {
-        "AutoConfig": "configuration.FlexiBertConfig",
-        "AutoModelForSequenceClassification": "modeling.FlexiBertForSequenceClassification",
+        "AutoConfig": "configuration_flexibert.FlexiBertConfig",
+        "AutoModelForSequenceClassification": "modeling_flexibert.FlexiBertForSequenceClassification",
     }
     (path / "config.json").write_text(json.dumps(cfg))
     ids, mask, types = _batch()
@@ -459,7 +468,9 @@ assert type(m).__module__.startswith("transformers_modules"), type(m).__module__
 b = torch.load({str(tmp_path / "batch.pt")!r})
 torch.save(m(b["ids"], attention_mask=b["mask"], token_type_ids=b["types"]).logits, {str(tmp_path / "out.pt")!r})
 """
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    # the same thread count as here: bitwise equality needs the same reduction order
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": "",
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert torch.equal(torch.load(tmp_path / "out.pt"), expected)

@@ -17,14 +17,14 @@ import pytest
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from flexibert.cost import param_count
-from flexibert.embed import frobenius_error
-from flexibert.errors import FlexiBertError
-from flexibert.graphs import card_to_graph
-from flexibert.kernel import dissimilarity, wl_features, wl_kernel
+from flexibert._common import FlexiBertError
+from flexibert.model.cost import param_count
 from flexibert.report import ReportData, pareto_front, write_report
 from flexibert.report.layout import map_indices, map_layout
-from flexibert.space import ModelCard
+from flexibert.space.design_space import ModelCard
+from flexibert.space.embed import frobenius_error
+from flexibert.space.graphs import card_to_graph
+from flexibert.space.kernel import dissimilarity, wl_features, wl_kernel
 
 SEEDS = {  # the study's four seed models: (l, a, h, f), all sdp
     "BERT-Tiny": (2, 2, 128, 512),

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import pytest
 from PIL import Image
 
-from flexibert.space import ModelCard
+from flexibert.space.design_space import ModelCard
 from tests.test_report import study_measured, study_report_dir, study_seeds
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexibert.acquisition import expected_improvement
-from flexibert.errors import FlexiBertError
-from flexibert.oracles import load_table
-from flexibert.overlap import overlap
-from flexibert.scheduler import ActiveLearner, RelaxationSchedule
-from flexibert.seeds import SEED_CARDS
-from flexibert.surrogate import GPSurrogate
+from flexibert._common import FlexiBertError
+from flexibert.model.overlap import overlap
+from flexibert.search.acquisition import expected_improvement
+from flexibert.search.learner import ActiveLearner, RelaxationSchedule
+from flexibert.search.oracles import load_table
+from flexibert.search.surrogate import GPSurrogate
+from flexibert.space.seeds import SEED_CARDS
 
 from .conftest import STUDY_JSON
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from flexibert.cost import flops
-from flexibert.errors import FlexiBertError
-from flexibert.oracles import ReplayOracle, TrialRequest, load_table
-from flexibert.overlap import overlap
-from flexibert.search import SearchConfig, run_search
-from flexibert.seeds import SEED_CARDS
-from flexibert.space import ModelCard
-from flexibert.storage import RunStore
+from flexibert._common import FlexiBertError
+from flexibert.model.cost import flops
+from flexibert.model.overlap import overlap
+from flexibert.search.loop import SearchConfig, run_search
+from flexibert.search.oracles import ReplayOracle, TrialRequest, load_table
+from flexibert.search.store import RunStore
+from flexibert.space.design_space import ModelCard
+from flexibert.space.seeds import SEED_CARDS
 
 from .conftest import STUDY_JSON
 

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from flexibert.errors import FlexiBertError
-from flexibert.space import DesignSpace, ModelCard
+from flexibert._common import FlexiBertError
+from flexibert.space.design_space import DesignSpace, ModelCard
 from tests.conftest import SMALL_SPACE
 
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from flexibert.artifacts import BuildParams, SpaceLibrary, build_space
+from flexibert.space.library import BuildParams, SpaceLibrary, build_space
 from tests.conftest import ROOT, SMALL_SPACE
 
 

@@ -7,9 +7,14 @@ import pytest
 from scipy import integrate
 from scipy.stats import norm, spearmanr
 
-from flexibert.acquisition import ACQUISITIONS, expected_improvement, order, score
-from flexibert.errors import FlexiBertError
-from flexibert.surrogate import GPSurrogate, cross_validate
+from flexibert._common import FlexiBertError
+from flexibert.search.acquisition import (
+    ACQUISITIONS,
+    expected_improvement,
+    order,
+    score,
+)
+from flexibert.search.surrogate import GPSurrogate, cross_validate
 
 
 @pytest.fixture(scope="module")

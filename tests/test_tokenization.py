@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from flexibert.data import load_split
-from flexibert.errors import FlexiBertError
-from flexibert.tasks import get_task
-from flexibert.tokenization import (
+from flexibert._common import FlexiBertError
+from flexibert.train.data import load_split
+from flexibert.train.tasks import get_task
+from flexibert.train.tokenization import (
     SPECIAL_TOKENS,
     cached_wordpiece,
     load_tokenizer,

@@ -11,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from flexibert._common import FlexiBertError
 from flexibert.cli import main
-from flexibert.data import train_texts
-from flexibert.errors import FlexiBertError
-from flexibert.overlap import overlap as card_overlap
-from flexibert.pretrain import MlmConfig, pretrain
-from flexibert.seeds import SEED_CARDS
-from flexibert.tasks import get_task
-from flexibert.tokenization import cached_wordpiece
-from flexibert.training import PROFILES, TrialResult, evaluate_checkpoint, get_profile, train_trial
+from flexibert.model.overlap import overlap as card_overlap
+from flexibert.space.seeds import SEED_CARDS
+from flexibert.train.data import train_texts
+from flexibert.train.pretrain import MlmConfig, pretrain
+from flexibert.train.tasks import get_task
+from flexibert.train.tokenization import cached_wordpiece
+from flexibert.train.trial import (
+    PROFILES,
+    TrialResult,
+    evaluate_checkpoint,
+    get_profile,
+    train_trial,
+)
 
 from .conftest import GLUE_DIR, VOCAB
 

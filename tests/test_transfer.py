@@ -8,13 +8,18 @@ import random
 import pytest
 import torch
 
-from flexibert.configuration import FlexiBertConfig
-from flexibert.cost import ArchDims
-from flexibert.errors import FlexiBertError
-from flexibert.modeling import FlexiBertForMaskedLM, FlexiBertForSequenceClassification, FlexiBertModel, parameter_block
-from flexibert.overlap import overlap, transfer_plan
-from flexibert.space import ModelCard
-from flexibert.transfer import transfer_weights
+from flexibert._common import FlexiBertError
+from flexibert.model.configuration_flexibert import FlexiBertConfig
+from flexibert.model.cost import ArchDims
+from flexibert.model.modeling_flexibert import (
+    FlexiBertForMaskedLM,
+    FlexiBertForSequenceClassification,
+    FlexiBertModel,
+    parameter_block,
+)
+from flexibert.model.overlap import overlap, transfer_plan
+from flexibert.model.transfer import transfer_weights
+from flexibert.space.design_space import ModelCard
 
 V = 1000
 DIMS = ArchDims(vocab_size=V)

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from flexibert import atomic
-from flexibert.errors import FlexiBertError
-from flexibert.readers import read_yaml
+from flexibert._common import FlexiBertError, read_yaml, write_json
 
 Log = Callable[[str], None]
 SEED_ROUTES = ("mlm", "import-bert", "scratch")
@@ -120,7 +118,7 @@ class Stages:
 
     def mark(self, name: str, value: Any) -> None:
         self.done[name] = value
-        atomic.write_json(self.path, self.done)
+        write_json(self.path, self.done)
 
 
 def _check_same_config(run_dir: Path, config: RunConfig) -> None:
@@ -131,19 +129,19 @@ def _check_same_config(run_dir: Path, config: RunConfig) -> None:
         if stored != json.loads(json.dumps(config.to_dict())):
             raise FlexiBertError(f"run directory {run_dir} holds a run with a different config; use another --out")
     else:
-        atomic.write_json(path, config.to_dict())
+        write_json(path, config.to_dict())
 
 
 def _seed_checkpoints(config: RunConfig, run_dir: Path, tokenizer: str, space, log: Log) -> dict[str, str]:
     """Seed name -> checkpoint directory, built by the configured route (skipping seeds already built)."""
-    from flexibert.seeds import SEED_CARDS
+    from flexibert.space.seeds import SEED_CARDS
 
     seeds = {name: card for name, card in SEED_CARDS.items() if card in space}
     out = run_dir / "seeds"
     if config.seeds.route == "scratch":
         return {}
     if config.seeds.route == "import-bert":
-        from flexibert.convert import import_bert
+        from flexibert.model.import_bert import import_bert
 
         paths = {}
         for name, src in config.seeds.checkpoints.items():
@@ -153,9 +151,9 @@ def _seed_checkpoints(config: RunConfig, run_dir: Path, tokenizer: str, space, l
                 import_bert(src, target)
             paths[name] = str(target)
         return paths
-    from flexibert.data import train_texts
-    from flexibert.pretrain import MlmConfig, pretrain
-    from flexibert.tasks import get_task
+    from flexibert.train.data import train_texts
+    from flexibert.train.pretrain import MlmConfig, pretrain
+    from flexibert.train.tasks import get_task
 
     todo = [card for name, card in seeds.items() if not (out / name / "config.json").exists()]
     if todo:
@@ -176,8 +174,8 @@ def run_pipeline(
     on_progress: Callable | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the main job; returns the summary that ``flexibert run`` prints as JSON."""
-    from flexibert.artifacts import BuildParams, build_space
-    from flexibert.space import DesignSpace
+    from flexibert.space.design_space import DesignSpace
+    from flexibert.space.library import BuildParams, build_space
 
     t0 = time.perf_counter()
     config = RunConfig.from_yaml(config_path, data_dir)
@@ -196,9 +194,9 @@ def run_pipeline(
         f"|D - D_hat|_F = {lib.manifest.get('frobenius_error', float('nan')):.2f}")
 
     if "tokenizer" not in stages.done:
-        from flexibert.data import train_texts
-        from flexibert.tasks import get_task
-        from flexibert.tokenization import resolve_tokenizer
+        from flexibert.train.data import train_texts
+        from flexibert.train.tasks import get_task
+        from flexibert.train.tokenization import resolve_tokenizer
 
         texts = None if config.tokenizer else train_texts(config.data, get_task(config.task))
         stages.mark("tokenizer", resolve_tokenizer(config.tokenizer, texts, run_dir / "tokenizer"))
@@ -208,9 +206,9 @@ def run_pipeline(
         stages.mark("seeds", _seed_checkpoints(config, run_dir, tokenizer, space, log))
     seed_paths: dict[str, str] = stages.done["seeds"]
 
-    from flexibert.search import SearchConfig, run_search
-    from flexibert.seeds import seed_card
-    from flexibert.storage import DB_NAME
+    from flexibert.search.loop import SearchConfig, run_search
+    from flexibert.search.store import DB_NAME
+    from flexibert.space.seeds import seed_card
 
     search_dir = run_dir / "search"
     resume = (search_dir / DB_NAME).exists()
@@ -228,7 +226,7 @@ def run_pipeline(
     )
     stages.mark("search", {"reason": progress.reason, "done": progress.done})
 
-    from flexibert.run_report import write_run_report
+    from flexibert.report.run import write_run_report
 
     files = write_run_report(run_dir)
     stages.mark("report", str(files.html))
@@ -244,7 +242,7 @@ def run_pipeline(
 
 def best_trial(run_dir: str | Path):
     """The best finished trial of a run, by its task score."""
-    from flexibert.storage import DB_NAME, RunStore
+    from flexibert.search.store import DB_NAME, RunStore
 
     search_dir = Path(run_dir) / "search"
     if not (search_dir / DB_NAME).exists():

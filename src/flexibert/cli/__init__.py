@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from flexibert.errors import FlexiBertError
+from flexibert._common import FlexiBertError
 
 app = typer.Typer(
     name="flexibert",

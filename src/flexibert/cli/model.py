@@ -21,7 +21,7 @@ def import_bert(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every mapped tensor too."),
 ) -> None:
     """Convert a BERT checkpoint and print which tensors mapped and which have no counterpart."""
-    from flexibert.convert import import_bert as convert
+    from flexibert.model.import_bert import import_bert as convert
 
     report = convert(source, out, head=head, position_embedding_type=positions)
     typer.echo(f"wrote {report.model_class} {report.card} to {report.out_dir}")

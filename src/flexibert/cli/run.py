@@ -38,7 +38,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default <run>/report)."),
 ) -> None:
     """PNG/SVG figures, tables and one self-contained interactive HTML file."""
-    from flexibert.run_report import write_run_report
+    from flexibert.report.run import write_run_report
 
     files = write_run_report(run_dir, out)
     console.print(f"figures: {', '.join(p.name for p in files.figures)}")
@@ -51,8 +51,8 @@ def export(
     best: bool = typer.Option(True, "--best/--no-best", help="Export the best trained model."),
 ) -> None:
     """Write the best model and its tokenizer as a standard HF checkpoint (with its modelling code)."""
-    from flexibert.errors import FlexiBertError
-    from flexibert.export import export_best
+    from flexibert._common import FlexiBertError
+    from flexibert.model.export import export_best
 
     if not best:
         raise FlexiBertError("only --best is supported: export the best trained model")
@@ -66,7 +66,7 @@ def predict(
     texts: List[str] = typer.Argument(..., help='Sentences; a pair is "first [SEP] second".'),
 ) -> None:
     """Classify sentences with an exported model, through plain transformers."""
-    from flexibert.export import predict as predict_texts
+    from flexibert.model.export import predict as predict_texts
 
     for row in predict_texts(model_dir, list(texts)):
         typer.echo(json.dumps(row))

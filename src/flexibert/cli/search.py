@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from flexibert.errors import FlexiBertError
+from flexibert._common import FlexiBertError
 
 #: Options that define a run; ``--resume`` takes them from the run's database instead.
 _CONFIG_OPTIONS = ("task", "oracle", "table", "space", "rule", "library", "acquisition", "beta", "ci", "seed",
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        from flexibert.search import SearchConfig, run_search
+        from flexibert.search.loop import SearchConfig, run_search
 
         given = {k: v for k, v in locals().items() if k in _CONFIG_OPTIONS and v is not None}
         if resume is not None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flexibert.errors import FlexiBertError
+from flexibert._common import FlexiBertError
 
 DEFAULT_SPACE = Path("configs/spaces/flexibert-small.yaml")
 console = Console()
@@ -22,7 +22,7 @@ RuleOpt = typer.Option("monotone", "--rule", help="monotone (the study's: non-de
 
 
 def _load(space: Path, rule: str):
-    from flexibert.space import DesignSpace
+    from flexibert.space.design_space import DesignSpace
 
     return DesignSpace.from_yaml(space, rule=rule)
 
@@ -31,7 +31,7 @@ def parse_card(text: str):
     """A card from inline JSON or a JSON/YAML file path."""
     import yaml
 
-    from flexibert.space import ModelCard
+    from flexibert.space.design_space import ModelCard
 
     path = Path(text)
     try:
@@ -62,8 +62,8 @@ def show(
     first: int = typer.Option(5, help="How many cards to list."),
 ) -> None:
     """The space's values and counts, a few cards, or one card's hash, size and cost."""
-    from flexibert.cost import flops, param_count
-    from flexibert.graphs import fingerprint
+    from flexibert.model.cost import flops, param_count
+    from flexibert.space.graphs import fingerprint
 
     ds = _load(space, rule)
     if card is not None:
@@ -97,7 +97,7 @@ def build(
     """Enumerate, fingerprint, kernel, embed (Transformer2vec) and index a space; reuses a finished build."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flexibert.artifacts import BuildParams, build_space
+    from flexibert.space.library import BuildParams, build_space
 
     ds = _load(space, rule)
     params = BuildParams(dims=dims, k=k, seed=seed)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from flexibert.errors import FlexiBertError
+from flexibert._common import FlexiBertError
 
 DataOpt = typer.Option(None, "--data", "--data-dir",
                        help="GLUE TSV directory (<TASK>/train.tsv), save_to_disk directory or HF hub id.")
@@ -20,7 +20,7 @@ CacheOpt = typer.Option(None, "--cache-dir", help="Cache for trained tokenizers 
 
 def _cards(card: list[str] | None, seed_models: list[str] | None, all_seeds: bool = False) -> list:
     from flexibert.cli.space import parse_card
-    from flexibert.seeds import SEED_CARDS, seed_card
+    from flexibert.space.seeds import SEED_CARDS, seed_card
 
     cards = [parse_card(c) for c in card or []] + [seed_card(s) for s in seed_models or []]
     if all_seeds:
@@ -33,8 +33,8 @@ def _cards(card: list[str] | None, seed_models: list[str] | None, all_seeds: boo
 def _task_and_data(task: str, data: str | None, train_file: Path | None, dev_file: Path | None,
                    text_columns: str, label_column: str, labels: str | None, regression: bool):
     """A GLUE task with its source, or a custom task over the user's files."""
-    from flexibert.data import Files, as_source, labels_in
-    from flexibert.tasks import custom_task, get_task
+    from flexibert.train.data import Files, as_source, labels_in
+    from flexibert.train.tasks import custom_task, get_task
 
     if train_file is None and dev_file is None:
         return get_task(task), as_source(data)
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = CacheOpt,
     ) -> None:
         """Fine-tune one model card on one task and evaluate it on the dev split."""
-        from flexibert.training import get_profile, train_trial
+        from flexibert.train.trial import get_profile, train_trial
 
         cards = _cards([card] if card else None, [seed_model] if seed_model else None)
         if len(cards) != 1:
@@ -115,10 +115,10 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = CacheOpt,
     ) -> None:
         """MLM-pretrain cards on a corpus (a task's training text, text files or a dataset)."""
-        from flexibert import pretrain as P
-        from flexibert.data import as_source, train_texts
-        from flexibert.tasks import get_task
-        from flexibert.tokenization import resolve_tokenizer
+        from flexibert.train import pretrain as P
+        from flexibert.train.data import as_source, train_texts
+        from flexibert.train.tasks import get_task
+        from flexibert.train.tokenization import resolve_tokenizer
 
         cards = _cards(card, seed_model, seeds)
         given = [x for x in (task, text_file, dataset) if x]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from flexibert.space import PER_LAYER, ModelCard
+from flexibert.space.design_space import PER_LAYER, ModelCard
 
 DIMENSION_NAMES = {"a": "heads", "h": "hidden", "f": "feed-forward", "s": "similarity"}
 

@@ -12,9 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from flexibert.cost import param_count
-from flexibert.errors import FlexiBertError
-from flexibert.space import ModelCard
+from flexibert._common import FlexiBertError
+from flexibert.model.cost import param_count
+from flexibert.space.design_space import ModelCard
 
 QUALITY_KEYS: tuple[str, ...] = ("n_trained", "spearman", "kendall", "mae")
 
@@ -47,7 +47,7 @@ def _number(name: str, x: Any, allow_nan: bool = False) -> float:
 
 @dataclass(frozen=True, eq=False)
 class ReportData:
-    """Everything a report shows; ``params`` defaults to :func:`flexibert.cost.param_count` of each card."""
+    """Everything a report shows; ``params`` defaults to :func:`flexibert.model.cost.param_count` of each card."""
 
     cards: Sequence[ModelCard]
     embeddings: np.ndarray  # (n, m) Transformer2vec coordinates

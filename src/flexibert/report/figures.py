@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from flexibert.atomic import atomic_path
+from flexibert._common import atomic_path
 from flexibert.report.analysis import pareto_front
 from flexibert.report.data import ReportData
 from flexibert.report.labels import card_label

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from flexibert.space import ModelCard
+from flexibert.space.design_space import ModelCard
 
 
 def card_label(card: ModelCard) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexibert.atomic import atomic_path
+from flexibert._common import atomic_path
 from flexibert.report.data import ReportData
 
 MAX_POINTS = 5000

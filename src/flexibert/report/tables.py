@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flexibert.report.analysis import DIMENSION_NAMES, choice_effects, depth_summary, top_k
+from flexibert.report.analysis import (
+    DIMENSION_NAMES,
+    choice_effects,
+    depth_summary,
+    top_k,
+)
 from flexibert.report.data import ReportData
 from flexibert.report.labels import millions, score, score_pm
 

@@ -8,8 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flexibert.atomic import write_json, write_text
-from flexibert.errors import FlexiBertError
+from flexibert._common import FlexiBertError, write_json, write_text
 from flexibert.report import figures as fg
 from flexibert.report.analysis import pareto_front, top_k
 from flexibert.report.data import ReportData

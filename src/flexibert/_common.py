@@ -1,0 +1,116 @@
+"""The small shared ground of every stage: the user-input error, atomic writes, and readers of user files.
+
+* :class:`FlexiBertError`: bad user input (a card, spec, data file, checkpoint). The CLI
+  prints it as one line and exits 2; library callers catch it like any ``ValueError``.
+* Atomic writes: a temp file (or directory) beside the target, fsynced, then renamed, so a
+  reader or a run killed with ``kill -9`` sees the old output or the new one, never a torn one,
+  and nothing already written is replaced.
+* Readers: JSON and YAML that users hand us, with errors naming the file, line and column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+
+class FlexiBertError(ValueError):
+    """Bad user input: a card, spec, data file or checkpoint that cannot be used."""
+
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes files private; results are meant to be shared
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` and move the result into place atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+def ensure_new(path: Path) -> None:
+    """Refuse, before any work, an output that would replace something already written."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FlexiBertError(f"output {path} already exists and is not an empty directory; choose another")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temp directory beside ``path``; on success it becomes ``path`` in one rename.
+
+    ``path`` must not exist or be an empty directory: nothing already written is replaced.
+    """
+    path = Path(path)
+    ensure_new(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would make the checkpoint private
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        os.replace(tmp, path)  # POSIX: atomic, and allowed onto an empty directory
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json(path: str | Path, missing: str) -> Any:
+    """Parsed JSON of ``path``; ``missing`` is the message when the file does not exist."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FlexiBertError(missing) from None
+    except json.JSONDecodeError as e:
+        raise FlexiBertError(f"malformed JSON in {path} at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def read_yaml(path: str | Path, missing: str) -> Any:
+    """Parsed YAML of ``path``; ``missing`` is the message when the file does not exist."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FlexiBertError(missing) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise FlexiBertError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
