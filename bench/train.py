@@ -45,14 +45,16 @@ def throughput_ratio(card, data, tok, steps: int, lr: float) -> tuple[float, flo
     """(ours, hf, ours / hf) tokens/s over ``steps`` steps, best of two alternating rounds."""
     import torch
 
-    from flexibert.train.trial import build_classifier, fit
+    from flexibert.train.loop import FitConfig, fit
+    from flexibert.train.trial import build_classifier
 
+    optim = FitConfig(batch_size=32, lr=lr, epochs=1, max_steps=steps)
     best = {"ours": 0.0, "hf": 0.0}
     for _ in range(2):
         for name in best:
             torch.manual_seed(0)
             model = build_classifier(card, tok, 2, 0) if name == "ours" else hf_twin(card, len(tok), 2)
-            stats = fit(model, data, batch_size=32, lr=lr, epochs=1, seed=0, pad_id=tok.pad_token_id, max_steps=steps)
+            stats = fit(model, data, optim, seed=0, pad_id=tok.pad_token_id)
             best[name] = max(best[name], stats.tokens_per_s)
     return best["ours"], best["hf"], best["ours"] / best["hf"]
 
@@ -63,7 +65,8 @@ def trainer_check(data, tok, steps: int, workdir: Path) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from flexibert.space.seeds import SEED_CARDS
-    from flexibert.train.trial import build_classifier, fit
+    from flexibert.train.loop import FitConfig, fit
+    from flexibert.train.trial import build_classifier
 
     card = SEED_CARDS["bert-tiny"]
     rows = []
@@ -87,7 +90,8 @@ def trainer_check(data, tok, steps: int, workdir: Path) -> dict:
         out["trainer_steps_per_s"] = max(out.get("trainer_steps_per_s", 0.0), steps / (time.perf_counter() - t))
         torch.manual_seed(42)
         model = build_classifier(card, tok, 2, 42)
-        stats = fit(model, data, batch_size=32, lr=1e-3, epochs=1, seed=42, pad_id=tok.pad_token_id, max_steps=steps)
+        stats = fit(model, data, FitConfig(batch_size=32, lr=1e-3, epochs=1, max_steps=steps), seed=42,
+                    pad_id=tok.pad_token_id)
         out["loop_steps_per_s"] = max(out.get("loop_steps_per_s", 0.0), stats.steps / stats.train_s)
     out["loop_speedup_vs_trainer"] = out["loop_steps_per_s"] / out["trainer_steps_per_s"]
     return out
@@ -116,15 +120,13 @@ def main() -> None:
 
     from flexibert.space.seeds import seed_card
     from flexibert.train.data import train_texts
+    from flexibert.train.encoding_cache import encoded_split
+    from flexibert.train.loop import set_threads
     from flexibert.train.pretrain import MlmConfig, pretrain
+    from flexibert.train.profiles import get_profile
     from flexibert.train.tasks import get_task
     from flexibert.train.tokenization import load_tokenizer
-    from flexibert.train.trial import (
-        encoded_split,
-        get_profile,
-        set_threads,
-        train_trial,
-    )
+    from flexibert.train.trial import TrialSpec, train_trial
 
     out = Path(args.out or tempfile.mkdtemp(prefix="flexibert-bench-train-"))
     cache = out / "cache"
@@ -159,8 +161,9 @@ def main() -> None:
                       f"{seed.curve[-1]['loss']:.2f}", flush=True)
             elif init != "scratch":
                 raise SystemExit(f"unknown init {init!r}; expected scratch or mlm")
-            r = train_trial(card, task, source, profile, out / "trials" / f"{name}-{init}", data=GLUE_DIR,
-                            tokenizer=None if source else args.tokenizer, num_threads=args.threads, cache_dir=cache)
+            spec = TrialSpec(card, task, profile, init=source, data=GLUE_DIR,
+                             tokenizer=None if source else args.tokenizer, num_threads=args.threads, cache_dir=cache)
+            r = train_trial(spec, out / "trials" / f"{name}-{init}")
             row = {"card": name, "init": init, "dev_accuracy": round(r.metrics["accuracy"], 4),
                    "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s),
                    "tokens_per_s_ratio_vs_hf": None if ratio is None else round(ratio, 3),

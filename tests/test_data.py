@@ -15,6 +15,7 @@ from flexibert.train.data import (
     as_source,
     labels_in,
     load_split,
+    split_digest,
     subset_indices,
     train_texts,
 )
@@ -96,6 +97,19 @@ def test_subsets_are_deterministic():
     sub = dev.subset(100, seed=3)
     assert list(sub.texts[0]) == [dev.texts[0][i] for i in subset_indices(872, 100, 3)]
     assert dev.subset(None) is dev
+
+
+def test_split_digest_changes_with_the_split_file(tmp_path):
+    sst2 = get_task("sst2")
+    (tmp_path / "SST-2").mkdir()
+    dev = tmp_path / "SST-2" / "dev.tsv"
+    lines = (GLUE_DIR / "SST-2" / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    dev.write_text("".join(lines), encoding="utf-8")
+    before = split_digest(GlueDir(tmp_path), sst2, "dev")
+    assert split_digest(GlueDir(tmp_path), sst2, "dev") == before
+    assert split_digest(GlueDir(GLUE_DIR), sst2, "dev") != before  # same content, another file
+    dev.write_text("".join(lines[:101]), encoding="utf-8")
+    assert split_digest(GlueDir(tmp_path), sst2, "dev") != before
 
 
 def test_train_texts_are_distinct_and_in_file_order():

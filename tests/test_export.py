@@ -18,12 +18,14 @@ import torch
 
 from flexibert._common import FlexiBertError
 from flexibert.cli import main
+from flexibert.model.checkpoint import load_checkpoint
 from flexibert.model.export import export_checkpoint
 from flexibert.search.store import RunStore
 from flexibert.space.seeds import SEED_CARDS
 from flexibert.train.data import load_split
+from flexibert.train.profiles import get_profile
 from flexibert.train.tasks import get_task
-from flexibert.train.trial import get_profile, load_checkpoint, train_trial
+from flexibert.train.trial import TrialSpec, train_trial
 
 from .conftest import GLUE_DIR, ROOT, VOCAB
 
@@ -53,8 +55,9 @@ def trained(tmp_path_factory):
     """A real fine-tuned classifier that is clearly better than the majority class (0.509)."""
     tmp = tmp_path_factory.mktemp("trial")
     prof = get_profile("quick", max_train_samples=1000, epochs=3, lr=2e-3)
-    result = train_trial(SEED_CARDS["bert-tiny"], "sst2", None, prof, tmp / "trial", data=GLUE_DIR, tokenizer=VOCAB,
-                         num_threads=1, cache_dir=tmp / "cache")
+    spec = TrialSpec(SEED_CARDS["bert-tiny"], "sst2", prof, data=GLUE_DIR, tokenizer=VOCAB, num_threads=1,
+                     cache_dir=tmp / "cache")
+    result = train_trial(spec, tmp / "trial")
     assert result.metrics["accuracy"] > 0.58
     return result
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from flexibert._common import FlexiBertError
-from flexibert.model.checkpoint import load_config, load_pretrained, save_pretrained
+from flexibert.model.checkpoint import load_checkpoint, load_config, save_checkpoint
 from flexibert.model.configuration_flexibert import FlexiBertConfig
 from flexibert.model.cost import ArchDims, param_blocks, param_count
 from flexibert.model.import_bert import import_bert
@@ -144,22 +144,56 @@ def test_forward_backward_every_shape_class(card, positions):
             assert p.grad.abs().sum() > 0, name
 
 
-def test_masked_lm_decodes_only_labelled_positions_with_tied_embeddings():
-    card = SHAPE_CARDS[0]  # h_last != h_0: the head projects back to h_0 before the tied decoder
+def _masked_lm() -> tuple[FlexiBertForMaskedLM, torch.Tensor, torch.Tensor]:
+    """An MLM whose head projects back to h_0 (h_last != h_0) before the tied decoder, and a batch
+    with three labelled tokens."""
     torch.manual_seed(0)
-    model = FlexiBertForMaskedLM(FlexiBertConfig.from_card(card, vocab_size=V)).eval()
-    assert model.lm_head.decoder.weight is model.flexibert.embeddings.word_embeddings.weight
+    model = FlexiBertForMaskedLM(FlexiBertConfig.from_card(SHAPE_CARDS[0], vocab_size=V)).eval()
     ids = _ids()
     labels = torch.full_like(ids, -100)
     labels[0, 3], labels[1, 5], labels[1, 9] = 7, 11, 13
-    fast = model(ids, labels=labels)
-    full = model(ids, labels=labels, full_logits=True)
-    assert fast.logits.shape == (3, V) and full.logits.shape == (2, 12, V)
+    return model, ids, labels
+
+
+def _loss_and_grads(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor):
+    model.zero_grad(set_to_none=True)
+    out = model(ids, labels=labels)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_masked_lm_logits_follow_the_hugging_face_contract_by_default():
+    model, ids, labels = _masked_lm()
+    assert model.config.mlm_decode_masked_only is False
+    assert model.lm_head.decoder.weight is model.flexibert.embeddings.word_embeddings.weight
+    out = model(ids, labels=labels)
+    assert out.logits.shape == (2, 12, V)
+    torch.testing.assert_close(out.logits, model(ids).logits)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.view(-1, V), labels.view(-1)))
+
+
+def test_masked_only_decoding_gives_the_same_loss_and_gradients():
+    model, ids, labels = _masked_lm()
+    full, full_grads = _loss_and_grads(model, ids, labels)
+    model.config.mlm_decode_masked_only = True
+    fast, fast_grads = _loss_and_grads(model, ids, labels)
+    assert fast.logits.shape == (3, V)
     torch.testing.assert_close(fast.logits, full.logits[labels != -100])
-    torch.testing.assert_close(fast.loss, F.cross_entropy(full.logits.view(-1, V), labels.view(-1)))
-    model.train()
-    model(ids, labels=labels).loss.backward()
-    assert model.lm_head.projection.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(fast.loss, full.loss)
+    assert fast_grads.keys() == full_grads.keys() and "lm_head.projection.weight" in fast_grads
+    for name, grad in fast_grads.items():
+        torch.testing.assert_close(grad, full_grads[name], msg=name)
+    assert fast_grads["lm_head.projection.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("masked_only", [False, True])
+def test_masked_lm_batch_without_labelled_tokens_has_zero_loss(masked_only):
+    model, ids, _ = _masked_lm()
+    model.config.mlm_decode_masked_only = masked_only
+    out, grads = _loss_and_grads(model, ids, torch.full_like(ids, -100))
+    assert torch.isfinite(out.loss) and out.loss.item() == 0.0
+    assert out.loss.requires_grad and grads  # part of the graph: backward reached the parameters
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads.values())
 
 
 def test_classification_losses_follow_bert():
@@ -272,7 +306,7 @@ def test_bert_parity_classification(hf_bert_dirs, tmp_path):
     assert report.card == ModelCard.homogeneous(2, 4, 64, 128)
     assert report.model_class == "FlexiBertForSequenceClassification"
     assert report.unmapped_source == () and report.unmapped_target == ()
-    ours = load_pretrained(tmp_path / "out", FlexiBertForSequenceClassification).eval()
+    ours, _ = load_checkpoint(tmp_path / "out")
     ids, mask, types = _batch()
     with torch.no_grad():
         for m in (None, mask):
@@ -291,11 +325,11 @@ def test_bert_parity_masked_lm_and_report(hf_bert_dirs, tmp_path):
     }  # fmt: skip
     assert report.unmapped_target == ()
     assert (tmp_path / "out" / "vocab.txt").read_bytes() == (src / "vocab.txt").read_bytes()
-    ours = load_pretrained(tmp_path / "out", FlexiBertForMaskedLM).eval()
+    ours, _ = load_checkpoint(tmp_path / "out", "mlm")
     ids, mask, types = _batch()
     with torch.no_grad():
         expected = hf(ids, attention_mask=mask, token_type_ids=types).prediction_logits
-        got = ours(ids, attention_mask=mask, token_type_ids=types, full_logits=True).logits
+        got = ours(ids, attention_mask=mask, token_type_ids=types).logits
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -324,7 +358,7 @@ def saved(tmp_path_factory):
     model = FlexiBertForSequenceClassification(FlexiBertConfig.from_card(HETERO, vocab_size=V, num_labels=3)).eval()
     with torch.no_grad():
         model.flexibert.encoder.layer[2].attention.self.wma.normal_()
-    path = save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "model")
+    path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "model")
     return path, model
 
 
@@ -340,7 +374,7 @@ def test_save_load_round_trip_is_exact(saved):
     ids, mask, types = _batch()
     expected = model(ids, attention_mask=mask, token_type_ids=types).logits
     for loaded in (
-        load_pretrained(path, FlexiBertForSequenceClassification),
+        load_checkpoint(path)[0],
         FlexiBertForSequenceClassification.from_pretrained(path),
         AutoModelForSequenceClassification.from_pretrained(path),
     ):
@@ -351,16 +385,19 @@ def test_save_load_round_trip_is_exact(saved):
     assert type(base) is FlexiBertModel
     assert torch.equal(base(ids).last_hidden_state, model.flexibert(ids).last_hidden_state)
     assert type(AutoModelForMaskedLM.from_pretrained(path)) is FlexiBertForMaskedLM
+    assert load_checkpoint(path)[1] is None  # saved without a tokenizer
+    with pytest.raises(FlexiBertError, match="unknown checkpoint head 'lm'"):
+        load_checkpoint(path, "lm")
 
 
 def test_masked_lm_round_trip_keeps_tied_weights(tmp_path):
     torch.manual_seed(0)
     model = FlexiBertForMaskedLM(FlexiBertConfig.from_card(SHAPE_CARDS[1], vocab_size=V)).eval()
-    save_pretrained(model, tmp_path / "mlm")
-    loaded = load_pretrained(tmp_path / "mlm", FlexiBertForMaskedLM).eval()
+    save_checkpoint(model, tmp_path / "mlm")
+    loaded, _ = load_checkpoint(tmp_path / "mlm", "mlm")
     assert loaded.lm_head.decoder.weight is loaded.flexibert.embeddings.word_embeddings.weight
     ids = _ids()
-    assert torch.equal(loaded(ids, full_logits=True).logits, model(ids, full_logits=True).logits)
+    assert torch.equal(loaded(ids).logits, model(ids).logits)
 
 
 def _copy(saved, tmp_path):
@@ -385,7 +422,7 @@ def test_damaged_checkpoint_is_a_clear_error(saved, tmp_path, damage, message):
     path = _copy(saved, tmp_path)
     damage(path)
     with pytest.raises(FlexiBertError, match=message):
-        load_pretrained(path, FlexiBertForSequenceClassification)
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize(
@@ -404,7 +441,7 @@ def test_checkpoint_that_does_not_fit_its_card_is_a_clear_error(saved, tmp_path,
     cfg = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**cfg, **edit}))
     with pytest.raises(FlexiBertError, match=message):
-        load_pretrained(path, FlexiBertForSequenceClassification)
+        load_checkpoint(path)
 
 
 def test_card_outside_a_space_is_rejected(saved, small_space):
@@ -421,7 +458,7 @@ def test_save_refuses_to_overwrite(saved, tmp_path):
     path, model = saved
     before = {f.name: f.read_bytes() for f in path.iterdir()}
     with pytest.raises(FlexiBertError, match="already exists"):
-        save_pretrained(model, path)
+        save_checkpoint(model, path)
     assert {f.name: f.read_bytes() for f in path.iterdir()} == before
 
 

@@ -14,17 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from flexibert._common import FlexiBertError
+from flexibert.cli import main
 from flexibert.model.cost import param_count
 from flexibert.report import ReportData, pareto_front, write_report
 from flexibert.report.layout import map_indices, map_layout
+from flexibert.search.store import RunStore
 from flexibert.space.design_space import ModelCard
 from flexibert.space.embed import frobenius_error
 from flexibert.space.graphs import card_to_graph
 from flexibert.space.kernel import dissimilarity, wl_features, wl_kernel
+from flexibert.space.library import SpaceLibrary
+
+from .conftest import STUDY_JSON
 
 SEEDS = {  # the study's four seed models: (l, a, h, f), all sdp
     "BERT-Tiny": (2, 2, 128, 512),
@@ -348,3 +354,64 @@ def test_an_existing_file_is_never_replaced_by_a_report_folder(study, tmp_path):
     with pytest.raises(FlexiBertError, match="is not a directory"):
         write_report(_small(study), target)
     assert target.read_text() == "keep me"
+
+
+# -- reports of search directories ----------------------------------------------------------------
+
+
+def _cli(capsys, *args: str) -> str:
+    """Run ``flexibert ARGS`` through the CLI entry; its stdout."""
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    out, err = capsys.readouterr()
+    assert done.value.code == 0, err
+    return out
+
+
+def _check_search_report(run: Path, html_line: str) -> dict:
+    """The report of a search directory: every figure, the HTML, and the trials it measured."""
+    report = run / "report"
+    assert Path(html_line.strip().splitlines()[-1]) == report / "report.html"
+    assert (report / "report.html").stat().st_size > 1_000_000  # plotly.js inlined
+    for stem in STEMS:
+        assert (report / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert ET.parse(report / f"{stem}.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg", stem
+    with RunStore(run, read_only=True) as store:
+        done = store.trials("done")
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["measured"] == len(done)
+    best = max(t.value for t in done)
+    assert summary["best_measured"]["measured"] == best
+    assert summary["best_measured"]["index"] in {t.card_index for t in done if t.value == best}
+    return summary
+
+
+def test_flexibert_report_on_a_replay_search_directory(tmp_path, capsys, study):
+    """A plain ``flexibert search`` directory; the cards and embeddings are the replay table's own."""
+    run = tmp_path / "replay"
+    _cli(capsys, "search", "--task", "sst2", "--table", str(STUDY_JSON), "--budget", "12", "--seed", "1",
+         "--out", str(run), "--quiet")
+    summary = _check_search_report(run, _cli(capsys, "report", str(run)))
+    assert summary["measured"] == 12 and summary["models"] == len(study["model_dicts"])
+    assert summary["embedding_dim"] == len(study["embeddings"][0]) and summary["sweep"] == {}
+
+
+def test_flexibert_report_on_a_replay_search_embedded_in_a_space_library(tmp_path, capsys, study):
+    """A table without embeddings: the search embedded it in a space library, which the report finds again."""
+    two = [i for i, d in enumerate(study["model_dicts"]) if d["l"] == 2]  # the study's 2-layer models
+    table = tmp_path / "two-layer.json"
+    table.write_text(json.dumps({"model_dicts": [study["model_dicts"][i] for i in two],
+                                 "accuracies": [study["accuracies"][i] for i in two]}))
+    values = study["design_space"]
+    space = tmp_path / "two-layer.yaml"
+    space.write_text(yaml.safe_dump({"name": "two-layer", "layers": [2], "heads": values["attention_heads"],
+                                     "hidden": values["hidden_size"], "feed_forward": values["feed-forward_hidden"],
+                                     "similarity": values["similarity_metric"]}))
+    run, library = tmp_path / "embedded", tmp_path / "spaces"
+    _cli(capsys, "search", "--task", "sst2", "--table", str(table), "--space", str(space), "--library", str(library),
+         "--budget", "8", "--out", str(run), "--quiet")
+    summary = _check_search_report(run, _cli(capsys, "report", str(run)))
+    (root,) = library.iterdir()
+    lib = SpaceLibrary.open(root)
+    assert summary["models"] == len(lib.cards) == len(two) and summary["measured"] == 8
+    assert summary["sweep"] == {str(m): e for m, e in lib.sweep.items()} and summary["sweep"]

@@ -9,8 +9,8 @@ from flexibert._common import FlexiBertError
 from flexibert.model.overlap import overlap
 from flexibert.search.acquisition import expected_improvement
 from flexibert.search.learner import ActiveLearner, RelaxationSchedule
-from flexibert.search.oracles import load_table
 from flexibert.search.surrogate import GPSurrogate
+from flexibert.search.tables import load_table
 from flexibert.space.seeds import SEED_CARDS
 
 from .conftest import STUDY_JSON

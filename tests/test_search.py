@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -13,15 +14,18 @@ from pathlib import Path
 import pytest
 
 from flexibert._common import FlexiBertError
+from flexibert.cli import main
 from flexibert.model.cost import flops
 from flexibert.model.overlap import overlap
-from flexibert.search.loop import SearchConfig, run_search
-from flexibert.search.oracles import ReplayOracle, TrialRequest, load_table
+from flexibert.search.config import ReplayConfig, SearchConfig, TrainConfig
+from flexibert.search.loop import run_search
+from flexibert.search.oracles import ReplayOracle, TrainOracle, TrialRequest
 from flexibert.search.store import RunStore
+from flexibert.search.tables import load_table
 from flexibert.space.design_space import ModelCard
 from flexibert.space.seeds import SEED_CARDS
 
-from .conftest import STUDY_JSON
+from .conftest import GLUE_DIR, ROOT, STUDY_JSON, VOCAB
 
 FLEXIBERT = [sys.executable, "-c", "from flexibert.cli import main; main()"]
 
@@ -33,8 +37,8 @@ def measured(study):
             if a["SST-2"] is not None}
 
 
-def config(**kw) -> SearchConfig:
-    return SearchConfig(task="sst2", oracle="replay", table=str(STUDY_JSON), **kw)
+def config(sim_seconds: float = 0.0, **kw) -> SearchConfig:
+    return SearchConfig("sst2", ReplayConfig(str(STUDY_JSON), sim_seconds=sim_seconds), **kw)
 
 
 def check_run(run_dir: Path, measured: dict, study: dict) -> list:
@@ -94,6 +98,9 @@ class FaultyOracle:
 
     def __init__(self, inner, raise_key: str, kill_key: str) -> None:
         self.inner, self.raise_key, self.kill_key = inner, raise_key, kill_key
+
+    def recover(self, workdir):
+        return self.inner.recover(workdir)
 
     def __call__(self, request):
         key = ModelCard.from_dict(request.card).key
@@ -202,7 +209,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert r.returncode == 2 and "line 2, column" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
     with pytest.raises(FlexiBertError, match="no task 'qqp-x'"):
-        run_search(tmp_path / "x", SearchConfig(task="qqp-x", table=str(STUDY_JSON)))
+        run_search(tmp_path / "x", SearchConfig("qqp-x", ReplayConfig(str(STUDY_JSON))))
     with pytest.raises(FlexiBertError, match="unknown acquisition"):
         config(acquisition="pi")
     with pytest.raises(FlexiBertError, match="unknown backend"):
@@ -224,8 +231,10 @@ def test_ray_backend(tmp_path, measured, study):
 
 def test_time_budget_stops_and_requeues_what_runs(tmp_path):
     run = tmp_path / "timed"
-    final = run_search(run, config(budget=40, sim_seconds=0.5), workers=2, time_budget=4.0)
-    assert final.reason == "time budget" and 1 <= final.done < 40
+    # Long enough for workers to start (importing flexibert imports torch: seconds on a busy machine),
+    # far too short for 400 trials of ~0.5 s.
+    final = run_search(run, config(budget=400, sim_seconds=0.5), workers=2, time_budget=15.0)
+    assert final.reason == "time budget" and 1 <= final.done < 400
     with RunStore(run) as store:
         c = store.counts()
         assert c["running"] == 0 and c["queued"] >= 1  # abandoned trials wait for --resume
@@ -237,10 +246,10 @@ def test_time_budget_stops_and_requeues_what_runs(tmp_path):
 @pytest.mark.slow
 def test_train_oracle_search_with_weight_transfer(tmp_path):
     """Real fine-tuning on a small SST-2 subset: four seeds, then models that inherit their weights."""
-    from .conftest import GLUE_DIR, SMALL_SPACE
+    from .conftest import SMALL_SPACE
 
-    cfg = SearchConfig(task="sst2", oracle="train", space=str(SMALL_SPACE), library=str(tmp_path / "spaces"),
-                       data=str(GLUE_DIR), max_train_samples=512, budget=6)
+    cfg = SearchConfig("sst2", TrainConfig(str(SMALL_SPACE), library=str(tmp_path / "spaces"), data=str(GLUE_DIR),
+                                           max_train_samples=512), budget=6)
     final = run_search(tmp_path / "train", cfg, workers=2)
     assert final.reason == "budget" and final.done == 6 and final.failed == 0
     with RunStore(tmp_path / "train") as store:
@@ -248,3 +257,255 @@ def test_train_oracle_search_with_weight_transfer(tmp_path):
     assert all(0.4 < t.value < 1.0 and Path(t.checkpoint).is_dir() for t in done)
     transferred = [t for t in done if t.source_hash is not None]
     assert transferred and all(t.overlap > 0 for t in transferred)  # measured by the real transfer
+
+
+# -- configs -----------------------------------------------------------------------------------------
+def test_config_is_stored_by_oracle_kind_and_read_back(tmp_path):
+    run = tmp_path / "stored"
+    cfg = config(sim_seconds=0.01, acquisition="ei", budget=4, seed=7)
+    run_search(run, cfg)
+    with RunStore(run, read_only=True) as store:
+        stored = store.meta("config")
+    assert stored["oracle"] == {"kind": "replay", "table": str(STUDY_JSON), "sim_seconds": 0.01, "space": None,
+                                "rule": "monotone", "library": None}
+    assert SearchConfig.from_dict(stored) == cfg
+    train = SearchConfig("sst2", TrainConfig("space.yaml", seed_checkpoints={"k": "ckpt"}, seed=3), k=5)
+    assert SearchConfig.from_dict(train.to_dict()) == train and train.to_dict()["oracle"]["kind"] == "train"
+    bad = [({**stored, "colour": "red"}, "unknown key(s) ['colour'] in the search"),
+           ({**stored, "oracle": {**stored["oracle"], "epochs": 3}}, "unknown key(s) ['epochs'] in 'oracle' (replay)"),
+           ({**stored, "oracle": {**stored["oracle"], "kind": "slurm"}}, "unknown oracle 'slurm'"),
+           ({**stored, "oracle": {"kind": "train"}}, "missing key(s) ['space'] in 'oracle' (train)")]
+    for d, message in bad:
+        with pytest.raises(FlexiBertError) as e:
+            SearchConfig.from_dict(d)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    # A damaged stored config stops --resume with one line, and changes nothing.
+    db = sqlite3.connect(run / "search.db")
+    with db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps({**stored, "colour": "red"}),))
+    db.close()
+    r = subprocess.run(FLEXIBERT + ["search", "--resume", str(run), "--budget", "6", "--quiet"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: run config: unknown key(s) ['colour'] in the search"]
+    assert len(_done_rows(run)) == 4
+
+
+def test_a_run_stored_with_the_flat_config_resumes(tmp_path):
+    """Runs made before each oracle had its own config stored one flat dict; they resume as before."""
+    run = tmp_path / "flat"
+    run_search(run, config(budget=4, seed=2))
+    flat = {"task": "sst2", "oracle": "replay", "table": str(STUDY_JSON), "space": None, "rule": "monotone",
+            "library": None, "acquisition": "ucb", "beta": 2.0, "ci": 0.005, "k": 10, "seed": 2, "budget": 4,
+            "sim_seconds": 0.0, "profile": "quick", "data": None, "max_train_samples": None, "tokenizer": None,
+            "seed_checkpoints": None, "max_attempts": 2, "min_trained": 10, "threshold_start": 0.9,
+            "threshold_step": 0.1}
+    db = sqlite3.connect(run / "search.db")
+    with db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(flat),))
+    db.close()
+    final = run_search(run, resume=True, budget=6)
+    assert final.done == 6
+    with RunStore(run, read_only=True) as store:
+        assert SearchConfig.from_dict(store.meta("config")) == config(budget=6, seed=2)
+    train = SearchConfig.from_dict({**flat, "oracle": "train", "space": "s.yaml", "seed": 5})
+    assert train.oracle == TrainConfig("s.yaml", seed=5) and train.seed == 5
+
+
+def test_cli_builds_each_oracles_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the default library goes
+    space = _tiny_space(tmp_path)
+    out = tmp_path / "train-run"
+    with pytest.raises(SystemExit) as done:  # no time to train: only the config is stored
+        main(["search", "--task", "sst2", "--space", str(space), "--data", str(GLUE_DIR), "--max-train-samples",
+              "64", "--seed", "5", "--acquisition", "ei", "--time-budget", "0", "--out", str(out), "--quiet"])
+    assert done.value.code == 0, capsys.readouterr().err
+    with RunStore(out, read_only=True) as store:
+        cfg = SearchConfig.from_dict(store.meta("config"))
+    assert cfg.seed == 5 and cfg.acquisition == "ei" and cfg.budget is None
+    assert cfg.oracle == TrainConfig(str(space.resolve()), library=str(tmp_path.resolve() / "runs" / "spaces"),
+                                     data=str(GLUE_DIR), max_train_samples=64, seed=5)
+    cases = [
+        (["--task", "sst2", "--table", str(STUDY_JSON), "--profile", "paper"],
+         "--profile: not an option of the replay oracle"),
+        (["--task", "sst2", "--oracle", "train", "--space", str(space), "--table", str(STUDY_JSON)],
+         "--table: not an option of the train oracle"),
+        (["--task", "sst2", "--oracle", "replay"], "the replay oracle needs a measured table JSON (--table)"),
+        (["--task", "sst2"], "the train oracle needs a design-space YAML (--space)"),
+        (["--task", "sst2", "--oracle", "grid", "--table", str(STUDY_JSON)], "unknown oracle 'grid'"),
+        (["--resume", str(out), "--seed", "1", "--table", str(STUDY_JSON)],
+         "--resume takes the run's config from its database; drop ['--seed', '--table']"),
+    ]
+    for args, message in cases:
+        if "--resume" not in args:
+            args = [*args, "--out", str(tmp_path / "never")]
+        with pytest.raises(SystemExit) as done:
+            main(["search", *args, "--quiet"])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "never").exists()
+
+
+# -- readers -----------------------------------------------------------------------------------------
+def test_readers_work_while_a_search_writes_and_never_write(tmp_path):
+    from flexibert.pipeline import best_trial
+    from flexibert.report.run import run_report_data
+
+    run = tmp_path / "live"
+    proc = subprocess.Popen(FLEXIBERT + ["search", "--task", "sst2", "--table", str(STUDY_JSON), "--budget", "300",
+                                         "--sim-seconds", "0.3", "--quiet", "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (run / "search.db").exists() and len(_done_rows(run)) >= 5:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None and len(_done_rows(run)) >= 5
+        with pytest.raises(FlexiBertError, match="is locked"):
+            RunStore(run)  # the live search holds the writer's lock
+        with RunStore(run, read_only=True) as reader:
+            done = reader.trials("done")
+            assert len(done) >= 5 and SearchConfig.from_dict(reader.meta("config")).oracle.table == str(STUDY_JSON)
+            with pytest.raises(FlexiBertError, match="open read-only"):
+                reader.set_meta("config", {})
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.db.execute("DELETE FROM trials")
+        assert best_trial(run).value >= max(t.value for t in done)  # export's reader, on a plain search directory
+        assert len(run_report_data(run).measured) >= len(done)  # the report's reader
+        rows = _done_rows(run)
+        assert [r[0] for r in rows[: len(done)]] == [t.id for t in done]  # nothing was lost
+        while proc.poll() is None and len(_done_rows(run)) <= len(rows) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None and len(_done_rows(run)) > len(rows)  # the search went on, never blocked
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_read_only_store_errors_are_one_line(tmp_path):
+    from flexibert.search.store import search_dir
+
+    cases = [(tmp_path / "absent", "no search database in"), (tmp_path / "garbage", "is unreadable")]
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "search.db").write_bytes(b"not a database" * 100)
+    for path, message in cases:
+        with pytest.raises(FlexiBertError) as e:
+            RunStore(path, read_only=True)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(FlexiBertError, match="is not a search or run directory"):
+        search_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage"]  # nothing was created
+
+
+# -- attempts ----------------------------------------------------------------------------------------
+class FailsFirstAttempt:
+    """Replay, except that every trial's first attempt writes a partial file in its workdir and raises."""
+
+    def __init__(self, inner, log: Path) -> None:
+        self.inner, self.log = inner, log
+
+    def recover(self, workdir):
+        return self.inner.recover(workdir)
+
+    def __call__(self, request):
+        first = not self.log.exists() or f"{request.trial_id} " not in self.log.read_text()
+        with open(self.log, "a") as fh:
+            fh.write(f"{request.trial_id} {request.workdir}\n")
+        if first:
+            Path(request.workdir).mkdir(parents=True, exist_ok=True)
+            (Path(request.workdir) / "partial").write_text("killed half-way")
+            raise RuntimeError("injected failure after a partial write")
+        return self.inner(request)
+
+
+def test_each_attempt_has_its_own_directory(tmp_path):
+    log, run = tmp_path / "calls.txt", tmp_path / "attempts"
+    final = run_search(run, config(budget=4), oracle=FailsFirstAttempt(ReplayOracle.from_table(
+        load_table(STUDY_JSON, "sst2")), log))
+    assert final.done == 4 and final.failed == 0
+    calls: dict[int, list[str]] = {}
+    for line in log.read_text().splitlines():
+        trial, workdir = line.split(" ", 1)
+        calls.setdefault(int(trial), []).append(workdir)
+    assert sorted(calls) == [1, 2, 3, 4]
+    for first, second in calls.values():
+        assert first != second and Path(first).parent == Path(second).parent
+        assert (Path(first) / "partial").exists() and not (Path(second) / "partial").exists()
+        assert Path(first).is_relative_to(run.resolve() / "trials")
+
+
+TINY_SPACE = {"name": "tiny", "layers": [2], "heads": [2, 4], "hidden": [128, 256], "feed_forward": [512, 1024],
+              "similarity": ["sdp", "wma"]}
+
+
+def _tiny_space(tmp_path: Path) -> Path:
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_SPACE))
+    return path
+
+
+def train_config(tmp_path: Path) -> SearchConfig:
+    """One real trial of BERT-Tiny on 64 SST-2 sentences (seconds)."""
+    return SearchConfig("sst2", TrainConfig(str(_tiny_space(tmp_path)), library=str(tmp_path / "spaces"),
+                                            data=str(GLUE_DIR), tokenizer=str(VOCAB), max_train_samples=64), budget=1)
+
+
+class TrainsThenDies(TrainOracle):
+    """Trains for real, logging each call; the first call then dies before reporting: its own
+    worker is killed, or with ``kill_search`` the search process too (as ``kill -9`` would)."""
+
+    def __init__(self, log: str, kill_search: bool = False) -> None:
+        super().__init__("sst2", data=str(GLUE_DIR), tokenizer=str(VOCAB), seed=0, max_train_samples=64)
+        self.log, self.kill_search = log, kill_search
+
+    def __call__(self, request):
+        first = not os.path.exists(self.log)
+        with open(self.log, "a") as fh:
+            fh.write(request.workdir + "\n")
+        out = super().__call__(request)
+        if first:
+            if self.kill_search:
+                os.kill(os.getppid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+
+def _check_recovered(run: Path, log: Path) -> None:
+    """The one trial is done with the result its first attempt wrote, trained once."""
+    attempt = log.read_text().split()
+    assert len(attempt) == 1  # trained once, never again
+    result = json.loads((Path(attempt[0]) / "result.json").read_text())
+    with RunStore(run, read_only=True) as store:
+        (t,) = store.trials()
+    assert t.status == "done" and t.error is None
+    assert t.value == result["score"] and t.checkpoint == result["checkpoint"] == str(Path(attempt[0]) / "checkpoint")
+    oracle = TrainOracle("sst2")
+    assert oracle.recover(attempt[0]).value == t.value
+    weights = Path(t.checkpoint) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a torn checkpoint is never trusted
+    assert oracle.recover(attempt[0]) is None
+    assert oracle.recover(str(run)) is None  # no result at all
+
+
+def test_a_finished_attempt_whose_worker_died_is_recovered_not_retrained(tmp_path):
+    run, log = tmp_path / "died", tmp_path / "calls.txt"
+    final = run_search(run, train_config(tmp_path), oracle=TrainsThenDies(str(log)))
+    assert final.done == 1 and final.failed == 0
+    _check_recovered(run, log)
+
+
+def test_a_finished_attempt_of_a_killed_search_is_recovered_on_resume(tmp_path):
+    run, log = tmp_path / "killed", tmp_path / "calls.txt"
+    script = ("import sys; from pathlib import Path; from tests.test_search import TrainsThenDies, train_config; "
+              "from flexibert.search.loop import run_search; "
+              f"run_search({str(run)!r}, train_config(Path({str(tmp_path)!r})), "
+              f"oracle=TrainsThenDies({str(log)!r}, kill_search=True))")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert _running(run) == 1 and not _done_rows(run)  # killed after the trial's files, before its report
+    final = run_search(run, resume=True, oracle=TrainsThenDies(str(log)))
+    assert final.done == 1 and final.failed == 0
+    _check_recovered(run, log)

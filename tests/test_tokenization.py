@@ -12,7 +12,7 @@ from flexibert.train.tokenization import (
     cached_wordpiece,
     load_tokenizer,
     resolve_tokenizer,
-    tokenizer_fingerprint,
+    tokenizer_digest,
     train_wordpiece,
 )
 
@@ -52,8 +52,8 @@ def test_wordpiece_train_save_load_round_trip(tmp_path, sst2_dev_texts):
     sample = sst2_dev_texts[:100]
     assert [loaded(t)["input_ids"] for t in sample] == [trained(t)["input_ids"] for t in sample]
     assert trained.unk_token_id not in {i for t in sample for i in loaded(t)["input_ids"]}
-    assert tokenizer_fingerprint(loaded) == tokenizer_fingerprint(trained)
-    assert tokenizer_fingerprint(loaded) != tokenizer_fingerprint(load_tokenizer(VOCAB))
+    assert tokenizer_digest(loaded) == tokenizer_digest(trained)
+    assert tokenizer_digest(loaded) != tokenizer_digest(load_tokenizer(VOCAB))
 
 
 def test_trained_tokenizer_is_cached_by_text_and_settings(tmp_path, sst2_dev_texts):

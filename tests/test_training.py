@@ -13,19 +13,16 @@ import pytest
 
 from flexibert._common import FlexiBertError
 from flexibert.cli import main
+from flexibert.model.checkpoint import load_config
 from flexibert.model.overlap import overlap as card_overlap
 from flexibert.space.seeds import SEED_CARDS
-from flexibert.train.data import train_texts
+from flexibert.train.data import GlueDir, train_texts
+from flexibert.train.loop import FitConfig
 from flexibert.train.pretrain import MlmConfig, pretrain
+from flexibert.train.profiles import PROFILES, get_profile
 from flexibert.train.tasks import get_task
 from flexibert.train.tokenization import cached_wordpiece
-from flexibert.train.trial import (
-    PROFILES,
-    TrialResult,
-    evaluate_checkpoint,
-    get_profile,
-    train_trial,
-)
+from flexibert.train.trial import TrialResult, TrialSpec, evaluate_checkpoint, train_trial
 
 from .conftest import GLUE_DIR, VOCAB
 
@@ -39,8 +36,9 @@ def cache(tmp_path_factory):
 
 
 def trial(workdir, cache, profile, card=TINY, init=None, tokenizer=VOCAB, seed=42):
-    return train_trial(card, "sst2", init, profile, workdir, data=GLUE_DIR, tokenizer=tokenizer, seed=seed,
-                       num_threads=1, cache_dir=cache)
+    spec = TrialSpec(card, "sst2", profile, init=init, data=GLUE_DIR, tokenizer=tokenizer, seed=seed, num_threads=1,
+                     cache_dir=cache)
+    return train_trial(spec, workdir)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +56,21 @@ def test_profiles_follow_the_study_and_the_cpu():
         get_profile("slow")
     with pytest.raises(FlexiBertError, match="unknown profile field"):
         get_profile("quick", momentum=0.9)
+    optim = get_profile("quick", lr=1e-3).optimization()
+    assert optim == FitConfig(batch_size=32, lr=1e-3, epochs=1, warmup_ratio=0.06, weight_decay=0.01, log_every=50)
+    assert MlmConfig(max_steps=7).optimization().max_steps == 7
+    with pytest.raises(FlexiBertError, match="warmup_ratio"):
+        FitConfig(batch_size=32, lr=1e-3, epochs=1, warmup_ratio=1.5)
+
+
+def test_trial_spec_converts_what_a_user_writes():
+    spec = TrialSpec(TINY.to_dict(), "SST-2", "quick", init=str(GLUE_DIR), data=str(GLUE_DIR), cache_dir="c")
+    assert spec.card == TINY and spec.task == get_task("sst2") and spec.profile == PROFILES["quick"]
+    assert spec.data == GlueDir(GLUE_DIR) and spec.init == GLUE_DIR and spec.cache_dir == Path("c")
+    with pytest.raises(FlexiBertError, match="unknown training profile"):
+        TrialSpec(TINY, "sst2", "slow")
+    with pytest.raises(FlexiBertError, match="unknown task"):
+        TrialSpec(TINY, "sst3", "quick")
 
 
 def test_short_finetune_beats_the_majority_class(finetuned):
@@ -110,6 +123,7 @@ def test_mlm_pretraining_loss_decreases(mlm_seed):
     assert losses[-1] < losses[0] - 1.0
     saved = json.loads((Path(mlm_seed.checkpoint) / "pretrain.json").read_text())
     assert saved["steps"] == 60
+    assert load_config(mlm_seed.checkpoint).mlm_decode_masked_only is False  # trained masked-only, saved as HF's
 
 
 def test_transfer_init_records_overlap(tmp_path, cache, mlm_seed):
@@ -181,3 +195,48 @@ def test_cli_trains_a_custom_task_from_user_files(tmp_path, cache, capsys):
               "--dev-file", str(tmp_path / "dev.csv"), "--text-columns", "review", "--label-column", "mood",
               "--labels", "happy,neutral", "--workdir", str(tmp_path / "w2")])
     assert bad.value.code == 2 and "unknown label 'sad'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def imported_bert(tmp_path_factory):
+    """A HF BERT with the real uncased vocabulary (absolute positions), saved and imported as a seed is."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from flexibert.model.import_bert import import_bert
+    from flexibert.train.tokenization import load_tokenizer
+
+    root = tmp_path_factory.mktemp("bert")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=512, max_position_embeddings=512)
+    BertForMaskedLM(cfg).save_pretrained(root / "hf")
+    load_tokenizer(VOCAB).save_pretrained(root / "hf")  # not BertTokenizerFast(vocab_file=...): 5 tokens
+    import_bert(root / "hf", root / "imported")
+    return root / "imported"
+
+
+def test_init_from_an_imported_bert_keeps_its_absolute_positions(tmp_path, cache, imported_bert):
+    """The study's protocol: seeds imported from BERT checkpoints train and pass on their weights."""
+    assert load_config(imported_bert).position_embedding_type == "absolute"
+    prof = get_profile("quick", max_train_samples=300, log_every=5)
+    r = trial(tmp_path / "t", cache, prof, init=imported_bert, tokenizer=None)
+    assert load_config(r.checkpoint).position_embedding_type == "absolute"
+    assert r.overlap == pytest.approx(1.0)  # same card: every encoder weight moved
+    with pytest.raises(FlexiBertError, match="positions must be one of"):
+        TrialSpec(TINY, "sst2", prof, positions="rotary")
+
+
+def test_holdout_scores_on_validation_and_reports_dev(tmp_path, cache):
+    from flexibert.train.data import load_split
+
+    prof = get_profile("quick", max_train_samples=400, log_every=5)
+    spec = TrialSpec(TINY, "sst2", prof, data=GLUE_DIR, tokenizer=VOCAB, num_threads=1, cache_dir=cache, holdout=200)
+    r = train_trial(spec, tmp_path / "t")
+    assert set(r.validation) == {"accuracy"} and set(r.metrics) == {"accuracy"}
+    assert r.score == r.validation["accuracy"] != r.metrics["accuracy"]
+    assert r.num_train == 400
+    train = load_split(GlueDir(GLUE_DIR), get_task("sst2"), "train")
+    rest, val = train.holdout(200, 7)
+    assert len(val) == 200 and len(rest) == len(train) - 200
+    assert val.texts == train.holdout(200, 7)[1].texts != train.holdout(200, 8)[1].texts  # fixed by its seed

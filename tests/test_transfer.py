@@ -20,6 +20,7 @@ from flexibert.model.modeling_flexibert import (
 from flexibert.model.overlap import overlap, transfer_plan
 from flexibert.model.transfer import transfer_weights
 from flexibert.space.design_space import ModelCard
+from flexibert.space.seeds import SEED_CARDS
 
 V = 1000
 DIMS = ArchDims(vocab_size=V)
@@ -47,21 +48,24 @@ def test_real_transfer_equals_overlap_from_cards_on_random_pairs(pool):
     rng = random.Random(1)
     cards = list(pool)
     pairs = rng.sample([(q, s) for q in cards for s in cards if q != s], 60)
-    partial, kinds = 0, set()
+    partial, embeddings_only, kinds = 0, 0, set()
     for q_card, s_card in pairs:
         query, source = copy.deepcopy(pool[q_card]), pool[s_card]
         before = {n: p.detach().clone() for n, p in query.named_parameters()}
         report = transfer_weights(query, source)
-        plan = set(transfer_plan(q_card, s_card))
-        assert report.blocks == tuple(transfer_plan(q_card, s_card))
+        plan = transfer_plan(q_card, s_card, DIMS)
+        assert report.blocks == plan.blocks and report.embeddings == plan.embeddings
+        assert (report.transferred, report.total) == (plan.transferred, plan.total)
         assert report.fraction == overlap(q_card, s_card, DIMS)  # exactly: same integers, same division
         src = dict(source.named_parameters())
         for name, p in query.named_parameters():
-            expected = src[name] if parameter_block(name) in plan else before[name]
+            expected = src[name] if parameter_block(name) in plan.blocks else before[name]
             assert torch.equal(p, expected), (q_card, s_card, name)
         partial += 0 < report.fraction < 1
-        kinds |= {block.rsplit(".", 1)[-1] for block in plan}
-    assert partial >= 20  # the pairs exercise partial transfers, not only all-or-nothing
+        embeddings_only += plan.embeddings and report.fraction == 0
+        kinds |= {block.rsplit(".", 1)[-1] for block in plan.blocks}
+    assert partial >= 10  # the pairs exercise partial transfers, not only all-or-nothing
+    assert embeddings_only >= 1  # and embeddings moved with no encoder layer
     assert kinds == {"embeddings", "attention", "wma", "ffn", "projection"}
 
 
@@ -72,6 +76,25 @@ def test_identical_source_gives_exactly_one(pool):
         assert report.fraction == 1.0 and report.transferred == report.total
         for (n, a), (_, b) in zip(twin.named_parameters(), pool[card].named_parameters()):
             assert torch.equal(a, b), n
+
+
+def test_query_sharing_only_the_first_width_gets_its_embeddings_but_no_overlap():
+    """The 2021 count put BERT-Tiny at 0.904 overlap here (its word embeddings), above the 0.9 threshold."""
+    tiny = SEED_CARDS["bert-tiny"]
+    source_card = ModelCard(l=2, a=(4, 4), h=(128, 256), f=(1024, 1024), s=("sdp", "sdp"))
+    torch.manual_seed(2)
+    query = FlexiBertModel(FlexiBertConfig.from_card(tiny), add_pooling_layer=False)  # the real 30522 vocabulary
+    source = FlexiBertModel(FlexiBertConfig.from_card(source_card), add_pooling_layer=False)
+    before = {n: p.detach().clone() for n, p in query.named_parameters()}
+    report = transfer_weights(query, source)
+    plan = transfer_plan(tiny, source_card, query.config.arch_dims)
+    assert report.fraction == plan.fraction == 0.0 and report.embeddings and report.blocks == ("embeddings",)
+    embedding_params = sum(p.numel() for n, p in query.named_parameters() if parameter_block(n) == "embeddings")
+    assert plan.embedding_params == embedding_params and plan.embedding_share > 0.9
+    src = dict(source.named_parameters())
+    for name, p in query.named_parameters():
+        expected = src[name] if parameter_block(name) == "embeddings" else before[name]
+        assert torch.equal(p, expected), name
 
 
 def test_transfer_between_models_with_heads_leaves_heads_alone():

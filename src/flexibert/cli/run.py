@@ -17,24 +17,42 @@ def run(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A GLUE-layout directory (<TASK>/train.tsv)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
 ) -> None:
-    """Space -> embeddings -> seeds -> active learning -> report; rerun the same command to resume."""
+    """Space -> embeddings -> seeds -> active learning -> confirmation -> report; rerun the same command to resume."""
+    from rich.console import Group
     from rich.live import Live
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from flexibert.cli.search import progress_table
     from flexibert.pipeline import run_pipeline
 
-    with Live(console=console, refresh_per_second=2, transient=False) as live:
-        summary = run_pipeline(
-            config, out, data_dir, log=lambda msg: live.console.print(msg),
-            on_progress=lambda p: live.update(progress_table(p)),
-        )
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    tasks: dict[str, int] = {}
+    view = {"search": None}
+
+    def render():
+        return Group(bars, view["search"]) if view["search"] is not None else bars
+
+    with Live(render(), console=console, refresh_per_second=2, transient=False) as live:
+        def stage(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total)
+            bars.update(tasks[name], completed=done, total=total)
+            live.update(render())
+
+        def search(progress) -> None:
+            view["search"] = progress_table(progress)
+            live.update(render())
+
+        summary = run_pipeline(config, out, data_dir, log=lambda msg: live.console.print(msg), on_progress=search,
+                               progress=stage)
     console.print(f"best model: {json.dumps(summary['best_card'])}  dev accuracy {summary['best_dev_accuracy']}")
     console.print(f"report: {summary['report_html']}")
     typer.echo(json.dumps(summary))
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory made by `flexibert run`."),
+    run_dir: Path = typer.Argument(..., help="A run directory (`flexibert run`) or a search directory (`flexibert search`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default <run>/report)."),
 ) -> None:
     """PNG/SVG figures, tables and one self-contained interactive HTML file."""
@@ -46,18 +64,22 @@ def report(
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="A run directory made by `flexibert run`."),
+    run_dir: Path = typer.Argument(..., help="A run directory (`flexibert run`) or a search directory (`flexibert search`)."),
     out: Path = typer.Option(..., "--out", help="New directory for the Hugging Face checkpoint."),
     best: bool = typer.Option(True, "--best/--no-best", help="Export the best trained model."),
 ) -> None:
     """Write the best model and its tokenizer as a standard HF checkpoint (with its modelling code)."""
     from flexibert._common import FlexiBertError
-    from flexibert.model.export import export_best
+    from flexibert.model.export import export_checkpoint
+    from flexibert.pipeline import best_model
 
     if not best:
         raise FlexiBertError("only --best is supported: export the best trained model")
-    path, info = export_best(run_dir, out)
-    console.print(f"exported {json.dumps(info['card'])} (score {info['score']:.4f})")
+    winner = best_model(run_dir)
+    if winner is None or not winner["checkpoint"]:
+        raise FlexiBertError(f"{run_dir}: no finished trial with a checkpoint to export")
+    path = export_checkpoint(winner["checkpoint"], out)
+    console.print(f"exported {json.dumps(winner['card'])} (score {winner['score']:.4f})")
     typer.echo(str(path))
 
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from flexibert._common import FlexiBertError
 
-#: Options that define a run; ``--resume`` takes them from the run's database instead.
-_CONFIG_OPTIONS = ("task", "oracle", "table", "space", "rule", "library", "acquisition", "beta", "ci", "seed",
-                   "sim_seconds", "profile", "data", "tokenizer", "max_train_samples")
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options set on the command line; the rest keep the config's defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _absolute(path: Path | None) -> str | None:
+    """Paths are stored absolute: a resumed run may start from another directory."""
+    return None if path is None else str(path.resolve())
+
+
+def _refuse(oracle: str, options: dict[str, Any]) -> None:
+    given = [flag for flag, value in options.items() if value is not None]
+    if given:
+        raise FlexiBertError(f"{', '.join(given)}: not an option of the {oracle} oracle")
 
 
 def progress_table(progress):
@@ -49,11 +61,11 @@ def register(app: typer.Typer) -> None:
         table: Optional[Path] = typer.Option(None, "--table", help="Measured table JSON (the study's format) for replay."),
         space: Optional[Path] = typer.Option(None, "--space", help="Design-space YAML (train: the candidates)."),
         rule: Optional[str] = typer.Option(None, "--rule", help="monotone (default) or full."),
-        library: Optional[Path] = typer.Option(None, "--library", help="Base directory of space libraries (runs/spaces)."),
+        library: Optional[Path] = typer.Option(None, "--library", help="A built space library, or the base directory to build one in (runs/spaces)."),
         acquisition: Optional[str] = typer.Option(None, "--acquisition", help="ucb (default), ei, uncertainty or random."),
         beta: Optional[float] = typer.Option(None, "--beta", help="UCB exploration weight (default 2)."),
         ci: Optional[float] = typer.Option(None, "--ci", help="Stop when 1.96 max sigma < CI (default 0.005)."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Search seed (default 0)."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Search seed, and train: training seed (default 0)."),
         sim_seconds: Optional[float] = typer.Option(None, "--sim-seconds",
                                                     help="Replay: simulated seconds for a median-FLOPs model (default 0)."),
         profile: Optional[str] = typer.Option(None, "--profile", help="Train: training profile (default quick)."),
@@ -74,22 +86,42 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        from flexibert.search.loop import SearchConfig, run_search
+        from flexibert.search.config import DEFAULT_LIBRARY, ORACLES, ReplayConfig, SearchConfig, TrainConfig
+        from flexibert.search.loop import run_search
 
-        given = {k: v for k, v in locals().items() if k in _CONFIG_OPTIONS and v is not None}
+        search_options = {"--task": task, "--oracle": oracle, "--acquisition": acquisition, "--beta": beta,
+                          "--ci": ci, "--seed": seed}
+        space_options = {"--space": space, "--rule": rule, "--library": library}
+        replay_options = {"--table": table, "--sim-seconds": sim_seconds}
+        train_options = {"--profile": profile, "--data": data, "--tokenizer": tokenizer,
+                         "--max-train-samples": max_train_samples}
         if resume is not None:
+            given = [flag for options in (search_options, space_options, replay_options, train_options)
+                     for flag, value in options.items() if value is not None]
             if given:
-                raise FlexiBertError(f"--resume takes the run's config from its database; drop {sorted(given)}")
+                raise FlexiBertError(f"--resume takes the run's config from its database; drop {given}")
             if out is not None:
                 raise FlexiBertError("give --resume RUN or --out DIR, not both")
             run_dir, config = resume, None
         else:
             if task is None:
                 raise FlexiBertError("--task is required for a new search")
-            given.setdefault("oracle", "replay" if table is not None else "train")
-            # Paths are stored absolute: a resumed run may start from another directory.
-            config = SearchConfig(**{k: str(v.resolve()) if isinstance(v, Path) else v for k, v in given.items()},
-                                  budget=budget)
+            kind = oracle or ("replay" if table is not None else "train")
+            # The default library too is stored absolute, so that it is found again on --resume.
+            where = _absolute(library or Path(DEFAULT_LIBRARY)) if space is not None else _absolute(library)
+            if kind == "replay":
+                _refuse(kind, train_options)
+                oracle_config = ReplayConfig(_absolute(table), **_given(
+                    sim_seconds=sim_seconds, space=_absolute(space), rule=rule, library=where))
+            elif kind == "train":
+                _refuse(kind, replay_options)
+                oracle_config = TrainConfig(_absolute(space), **_given(
+                    rule=rule, library=where, profile=profile, data=data, tokenizer=tokenizer,
+                    max_train_samples=max_train_samples, seed=seed))
+            else:
+                raise FlexiBertError(f"unknown oracle {kind!r}; expected one of {list(ORACLES)}")
+            config = SearchConfig(task, oracle_config, **_given(acquisition=acquisition, beta=beta, ci=ci, seed=seed,
+                                                                budget=budget))
             run_dir = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
 
         console = Console()

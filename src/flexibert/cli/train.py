@@ -33,21 +33,17 @@ def _cards(card: list[str] | None, seed_models: list[str] | None, all_seeds: boo
 def _task_and_data(task: str, data: str | None, train_file: Path | None, dev_file: Path | None,
                    text_columns: str, label_column: str, labels: str | None, regression: bool):
     """A GLUE task with its source, or a custom task over the user's files."""
-    from flexibert.train.data import Files, as_source, labels_in
-    from flexibert.train.tasks import custom_task, get_task
+    from flexibert.train.data import as_source
+    from flexibert.train.tasks import get_task
+    from flexibert.train.user_task import UserTask
 
     if train_file is None and dev_file is None:
         return get_task(task), as_source(data)
     if train_file is None or dev_file is None:
         raise FlexiBertError("a custom task needs both --train-file and --dev-file")
-    if regression:
-        names = None
-    elif labels:
-        names = tuple(x.strip() for x in labels.split(","))
-    else:
-        names = labels_in(train_file, label_column)
-    cols = tuple(c.strip() for c in text_columns.split(",") if c.strip())
-    return custom_task(task, cols, label_column, names), Files.of(train=train_file, dev=dev_file)
+    user = UserTask(task, str(train_file), str(dev_file), tuple(c.strip() for c in text_columns.split(",") if c.strip()),
+                    label_column, tuple(x.strip() for x in labels.split(",")) if labels else None, regression)
+    return user.task(), user.source()
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +74,8 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = CacheOpt,
     ) -> None:
         """Fine-tune one model card on one task and evaluate it on the dev split."""
-        from flexibert.train.trial import get_profile, train_trial
+        from flexibert.train.profiles import get_profile
+        from flexibert.train.trial import TrialSpec, train_trial
 
         cards = _cards([card] if card else None, [seed_model] if seed_model else None)
         if len(cards) != 1:
@@ -87,8 +84,9 @@ def register(app: typer.Typer) -> None:
                                           regression)
         prof = get_profile(profile, max_train_samples=max_train_samples, epochs=epochs, lr=lr,
                            batch_size=batch_size, max_seq_len=max_seq_len)
-        r = train_trial(cards[0], the_task, init, prof, workdir, data=source, tokenizer=tokenizer, seed=seed,
-                        num_threads=threads, cache_dir=cache_dir)
+        spec = TrialSpec(cards[0], the_task, prof, init=init, data=source, tokenizer=tokenizer, seed=seed,
+                         num_threads=threads, cache_dir=cache_dir)
+        r = train_trial(spec, workdir)
         typer.echo(json.dumps({"task": r.task, "metrics": r.metrics, "score": r.score, "steps": r.steps,
                                "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s),
                                "overlap": r.overlap, "checkpoint": r.checkpoint}))

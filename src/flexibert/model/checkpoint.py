@@ -4,33 +4,91 @@
 fit, or unpickle a ``pytorch_model.bin``; here every problem with a checkpoint
 directory (no config, a config whose card is invalid or outside a space, missing or
 corrupt weights, tensors that do not fit the card) is one ``FlexiBertError``.
-A checkpoint directory appears in one rename, so a killed run never leaves half of one.
+A checkpoint directory (model, and the tokenizer when there is one) appears in one
+rename, so a killed run never leaves half of one. :func:`save_checkpoint` and
+:func:`load_checkpoint` are the only pair that writes and reads them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from flexibert._common import FlexiBertError, atomic_dir, read_json
 from flexibert.model.configuration_flexibert import FlexiBertConfig
-from flexibert.model.modeling_flexibert import FlexiBertPreTrainedModel, parameter_block
+from flexibert.model.modeling_flexibert import (
+    FlexiBertForMaskedLM,
+    FlexiBertForSequenceClassification,
+    FlexiBertModel,
+    FlexiBertPreTrainedModel,
+    parameter_block,
+)
 from flexibert.space.design_space import DesignSpace
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"  # present when a tokenizer was saved beside the model
 HEADS = {"classifier", "lm_head"}  # top-level modules of the task heads
-M = TypeVar("M", bound=FlexiBertPreTrainedModel)
+HEAD_CLASSES: dict[str, type[FlexiBertPreTrainedModel]] = {
+    "classification": FlexiBertForSequenceClassification,
+    "mlm": FlexiBertForMaskedLM,
+    "base": FlexiBertModel,
+}
 
 
-def save_pretrained(model: FlexiBertPreTrainedModel, path: str | Path) -> Path:
-    """``model.save_pretrained`` (config.json + model.safetensors) into a new directory, atomically."""
+def save_checkpoint(model: FlexiBertPreTrainedModel, path: str | Path, tokenizer: Any = None) -> Path:
+    """Model (config.json + model.safetensors) and, when given, its tokenizer into a new directory, atomically."""
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
     return Path(path)
+
+
+def load_checkpoint(path: str | Path, head: str = "classification") -> tuple[FlexiBertPreTrainedModel, Any]:
+    """``(model in eval mode, tokenizer or None)`` of a checkpoint, validated against its card first.
+
+    ``head``: ``classification``, ``mlm`` or ``base``. Tensors of another head (e.g. ``lm_head``
+    when loading a classifier) are ignored and a missing head or pooler is freshly initialised,
+    as ``from_pretrained`` does.
+    """
+    if head not in HEAD_CLASSES:
+        raise FlexiBertError(f"unknown checkpoint head {head!r}; expected one of {sorted(HEAD_CLASSES)}")
+    model_class = HEAD_CLASSES[head]
+    path = Path(path)
+    config = load_config(path)
+    weights = path / WEIGHTS
+    if not weights.is_file() and any(path.glob("*.bin")):
+        raise FlexiBertError(f"{path} has only pickled weights (*.bin); FlexiBERT loads safetensors only")
+    shapes = tensor_shapes(weights)
+    with torch.device("meta"):
+        skeleton = model_class(config)
+    check_weights(skeleton, shapes, weights)
+    model = model_class.from_pretrained(path, config=config, use_safetensors=True).eval()
+    tokenizer = load_saved_tokenizer(path) if (path / TOKENIZER).is_file() else None
+    return model, tokenizer
+
+
+def load_saved_tokenizer(path: str | Path) -> Any:
+    """The tokenizer saved in a directory, as the class its ``tokenizer_config.json`` names:
+    ``AutoTokenizer`` would also read a checkpoint's ``config.json`` and warn about its (FlexiBERT) model type."""
+    import transformers
+
+    path = Path(path)
+    try:
+        name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    cls = getattr(transformers, name, None) if isinstance(name, str) else None
+    try:
+        return (cls or transformers.AutoTokenizer).from_pretrained(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FlexiBertError(f"cannot load tokenizer {path}: {first}") from None
 
 
 def load_config(path: str | Path, space: DesignSpace | None = None) -> FlexiBertConfig:
@@ -86,21 +144,3 @@ def check_weights(model: FlexiBertPreTrainedModel, shapes: dict[str, tuple[int, 
     for name in expected:
         if name not in stored and parameter_block(name) is not None:
             raise FlexiBertError(f"{file}: tensor {name} of the card {model.config.card} is missing")
-
-
-def load_pretrained(path: str | Path, model_class: type[M], space: DesignSpace | None = None) -> M:
-    """Validate the checkpoint in ``path`` against its card, then load it as ``model_class``.
-
-    Tensors of another head (e.g. ``lm_head`` when loading a classifier) are ignored and a
-    missing head or pooler is freshly initialised, as ``from_pretrained`` does.
-    """
-    path = Path(path)
-    config = load_config(path, space)
-    weights = path / WEIGHTS
-    if not weights.is_file() and any(path.glob("*.bin")):
-        raise FlexiBertError(f"{path} has only pickled weights (*.bin); FlexiBERT loads safetensors only")
-    shapes = tensor_shapes(weights)
-    with torch.device("meta"):
-        skeleton = model_class(config)
-    check_weights(skeleton, shapes, weights)
-    return model_class.from_pretrained(path, config=config, use_safetensors=True)

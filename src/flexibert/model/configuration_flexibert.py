@@ -29,7 +29,12 @@ POSITION_EMBEDDING_TYPES = ("relative_key", "absolute")
 class FlexiBertConfig(PreTrainedConfig):
     """A heterogeneous BERT encoder: layer ``j`` has ``attention_heads[j]`` heads of width
     ``hidden_sizes[j]``, a feed-forward of ``intermediate_sizes[j]`` and similarity
-    ``similarities[j]`` (``"sdp"`` or ``"wma"``). The default card is BERT-Tiny."""
+    ``similarities[j]`` (``"sdp"`` or ``"wma"``). The default card is BERT-Tiny.
+
+    ``mlm_decode_masked_only``: with labels, ``FlexiBertForMaskedLM`` decodes the vocabulary only at
+    the labelled positions and returns logits of shape (labelled tokens, vocab_size) instead of
+    Hugging Face's (batch, seq, vocab_size); the loss is the same. Off by default; MLM pretraining
+    turns it on, since decoding every position dominates the cost of small models on a CPU."""
 
     model_type = "flexibert"
 
@@ -49,6 +54,7 @@ class FlexiBertConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
     tie_word_embeddings: bool = True
+    mlm_decode_masked_only: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)

@@ -29,7 +29,7 @@ AUTO_MAP = {
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Copy a validated FlexiBERT checkpoint into a new directory ``out_dir`` with its remote code."""
     from flexibert._common import atomic_dir, ensure_new
-    from flexibert.train.trial import load_checkpoint
+    from flexibert.model.checkpoint import load_checkpoint
 
     checkpoint = Path(checkpoint)
     ensure_new(Path(out_dir))  # before the slower validation: refuse early, never replace
@@ -47,17 +47,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         for name in CODE:
             shutil.copy2(package / name, tmp / name)
     return Path(out_dir)
-
-
-def export_best(run_dir: str | Path, out_dir: str | Path) -> tuple[Path, dict]:
-    """Export the best finished trial of a run; returns the directory and that trial's card and metrics."""
-    from flexibert.pipeline import best_trial
-
-    best = best_trial(run_dir)
-    if best is None or not best.checkpoint:
-        raise FlexiBertError(f"{run_dir}: no finished trial with a checkpoint to export")
-    path = export_checkpoint(best.checkpoint, out_dir)
-    return path, {"card": best.card, "metrics": best.metrics, "score": best.value}
 
 
 def predict(model_dir: str | Path, texts: list[str]) -> list[dict]:

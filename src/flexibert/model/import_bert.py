@@ -63,8 +63,29 @@ class ImportReport:
     unmapped_target: tuple[str, ...]  # FlexiBERT tensors with no counterpart (left at initialisation)
 
 
+PACKAGE_SCHEME = "package:"
+
+
+def _package_dir(spec: str) -> Path:
+    """``package:NAME/sub/dir``: a checkpoint shipped inside an installed Python package (no machine paths)."""
+    import importlib.resources
+
+    name, _, sub = spec.removeprefix(PACKAGE_SCHEME).partition("/")
+    try:
+        root = importlib.resources.files(name)
+    except ModuleNotFoundError:
+        raise FlexiBertError(f"checkpoint {spec}: Python package {name!r} is not installed") from None
+    path = Path(str(root.joinpath(sub))) if sub else Path(str(root))
+    if not path.is_dir():
+        raise FlexiBertError(f"checkpoint {spec}: package {name!r} has no directory {sub!r}")
+    return path
+
+
 def resolve_source(path_or_hub_id: str) -> Path:
-    """A local directory, or a hub id fetched (config, safetensors and tokenizer files only)."""
+    """A local directory, ``package:NAME/dir`` inside an installed package, or a hub id fetched
+    (config, safetensors and tokenizer files only)."""
+    if str(path_or_hub_id).startswith(PACKAGE_SCHEME):
+        return _package_dir(str(path_or_hub_id))
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         return path

@@ -312,10 +312,13 @@ class FlexiBertLMHead(nn.Module):
 
 
 class FlexiBertForMaskedLM(FlexiBertPreTrainedModel):
-    """Masked-LM pretraining. With ``labels`` (and not ``full_logits``), the vocabulary is decoded
-    only at the labelled positions (``labels != -100``) and ``logits`` has shape
-    (number of labelled tokens, vocab_size) in row-major order: decoding all positions
-    dominates the cost of small models on CPU."""
+    """Masked-LM head on the encoder; ``logits`` has Hugging Face's shape (batch, seq, vocab_size).
+
+    With ``labels`` and ``config.mlm_decode_masked_only``, the vocabulary is decoded only at the
+    labelled positions (``labels != -100``) and ``logits`` has shape (labelled tokens, vocab_size)
+    in row-major order; the loss is the same. The loss is the mean over labelled tokens, and zero
+    (still part of the graph, so ``backward`` works) when a batch has none.
+    """
 
     _tied_weights_keys = {"lm_head.decoder.weight": "flexibert.embeddings.word_embeddings.weight"}
 
@@ -337,21 +340,24 @@ class FlexiBertForMaskedLM(FlexiBertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        full_logits: bool = False,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> MaskedLMOutput | tuple:
         base = self.flexibert(input_ids, attention_mask, token_type_ids, output_hidden_states, return_dict=True)
         x = base.last_hidden_state
         loss = None
-        if labels is not None and not full_logits:
-            picked = labels != -100
-            logits = self.lm_head(x[picked])
-            loss = F.cross_entropy(logits, labels[picked])
-        else:
+        if labels is None:
             logits = self.lm_head(x)
-            if labels is not None:
-                loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        else:
+            picked = labels != -100
+            if self.config.mlm_decode_masked_only:
+                logits = self.lm_head(x[picked])
+                loss = F.cross_entropy(logits, labels[picked], reduction="sum")
+            else:
+                logits = self.lm_head(x)
+                loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), reduction="sum")
+            # The mean over labelled tokens, but 0 rather than NaN (0 / 0) when there are none.
+            loss = loss / picked.sum().clamp(min=1)
         out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
         return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
 

@@ -2,7 +2,7 @@
 
 Active learning warm-starts a query model from a trained neighbour. The plan comes
 from the two cards alone; this module only executes it on real tensors and counts
-what moved, so that the tests can check the count against ``overlap.overlap``.
+what moved, so that the tests can check the count against ``overlap.transfer_plan``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from flexibert.model.overlap import transfer_plan
 
 @dataclass(frozen=True)
 class TransferReport:
-    """What moved: the query's blocks filled from the source, and their parameter counts."""
+    """What moved: the query's blocks filled from the source, counted on the tensors themselves."""
 
     blocks: tuple[str, ...]
-    transferred: int  # parameters copied
-    total: int  # embedding + encoder parameters of the query
+    transferred: int  # encoder-layer parameters copied
+    total: int  # encoder-layer parameters of the query
+    embeddings: bool  # the embeddings were copied too (they do not count towards the overlap)
 
     @property
     def fraction(self) -> float:
+        """The overlap, as ``overlap.TransferPlan.fraction`` defines it."""
         return self.transferred / self.total
 
 
@@ -46,16 +48,18 @@ def transfer_weights(query_model: torch.nn.Module, source_model: torch.nn.Module
             "weight transfer: models differ outside their cards "
             f"({query.config.arch_dims} vs {source.config.arch_dims})"
         )
-    plan = transfer_plan(query.config.card, source.config.card)
-    wanted = set(plan)
+    plan = transfer_plan(query.config.card, source.config.card, query.config.arch_dims)
+    wanted = set(plan.blocks)
     src = dict(source.named_parameters())
     moved = total = 0
+    embeddings = False
     with torch.no_grad():
         for name, param in query.named_parameters():
             block = parameter_block(name)
             if block is None:
                 continue
-            total += param.numel()
+            counted = 0 if block == "embeddings" else param.numel()  # embeddings move, but are not overlap
+            total += counted
             if block in wanted:
                 if src[name].shape != param.shape:
                     raise FlexiBertError(
@@ -63,5 +67,6 @@ def transfer_weights(query_model: torch.nn.Module, source_model: torch.nn.Module
                         f"the query needs {tuple(param.shape)}"
                     )
                 param.copy_(src[name])
-                moved += param.numel()
-    return TransferReport(blocks=tuple(plan), transferred=moved, total=total)
+                moved += counted
+                embeddings |= block == "embeddings"
+    return TransferReport(blocks=plan.blocks, transferred=moved, total=total, embeddings=embeddings)

@@ -2,9 +2,12 @@
 
 ``submit(trial_id, fn, arg)`` starts ``fn(arg)`` on a free worker; ``wait_any`` blocks
 until at least one trial has finished and returns every finished one. A trial whose
-function raises, or whose worker dies (killed, out of memory), comes back with an
-error text instead of a result; the backend stays usable. The search decides about
-retries; the backend knows nothing of trials beyond their ids.
+function raises, or whose worker dies (killed, out of memory, its Ray node lost), comes
+back with an error text instead of a result; the backend stays usable. The search decides
+about retries; the backend knows nothing of trials beyond their ids.
+
+Each trial gets its own share of the machine, :class:`TrialResources`: its CPU cores
+(``threads_per_trial``, which the trial gives torch) and its GPUs, which are all it can see.
 
 The local pool keeps one spawned process per worker rather than a
 ``ProcessPoolExecutor``: when a worker dies the executor fails *every* running
@@ -18,13 +21,35 @@ import os
 import signal
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from flexibert._common import FlexiBertError
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial may use, on either backend.
+
+    ``cpus_per_trial``: cores, hence torch threads; by default this machine's cores split
+    between the workers (one per trial on a Ray cluster, whose nodes the driver cannot see
+    in advance). ``gpus_per_trial``: a fraction below one (trials share a GPU) or a whole
+    number; a trial sees only the GPUs it was given, none when it asks for none.
+    """
+
+    cpus_per_trial: int | None = None
+    gpus_per_trial: float = 0
+
+    def __post_init__(self) -> None:
+        c, g = self.cpus_per_trial, self.gpus_per_trial
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise FlexiBertError(f"cpus_per_trial must be a whole number >= 1, got {c!r}")
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not g >= 0 or (g > 1 and g != int(g)):
+            raise FlexiBertError(f"gpus_per_trial must be 0, a fraction below 1 or a whole number, got {g!r}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +63,7 @@ class Finished:
 
 class Backend(Protocol):
     workers: int
+    threads_per_trial: int  # the torch threads a trial should use: its own share of CPUs
 
     def submit(self, trial_id: int, fn: Callable[[Any], Any], arg: Any) -> None: ...
 
@@ -53,6 +79,37 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand out: ``CUDA_VISIBLE_DEVICES`` when set, else every device torch finds."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is None:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    ids = []
+    for d in (d.strip() for d in env.split(",")):
+        if not d or d.startswith("-"):  # CUDA ignores everything from the first invalid entry on
+            break
+        ids.append(d)
+    return ids
+
+
+def gpu_assignment(workers: int, gpus_per_trial: float, visible: list[str]) -> list[str]:
+    """``CUDA_VISIBLE_DEVICES`` for each local worker slot: the visible GPUs dealt round-robin.
+
+    A whole number of GPUs per trial gives every slot its own; a fraction lets ``1 / fraction``
+    slots share one. Asking for more than is visible is an error rather than silent sharing.
+    """
+    if gpus_per_trial == 0:
+        return [""] * workers
+    need = workers * gpus_per_trial
+    if need > len(visible) + 1e-9:
+        raise FlexiBertError(f"{workers} workers x {gpus_per_trial:g} GPUs per trial need {need:g} GPUs, "
+                             f"but {len(visible)} are visible")
+    per = max(1, int(gpus_per_trial))
+    return [",".join(visible[(slot * per + j) % len(visible)] for j in range(per)) for slot in range(workers)]
+
+
 def _error_text(e: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(e), e)).strip() + "\n" + "".join(
         traceback.format_exception(type(e), e, e.__traceback__))
@@ -60,6 +117,31 @@ def _error_text(e: BaseException) -> str:
 
 #: Spinning OpenMP threads stall parallel trials on shared cores 10-20x; passive waiting does not.
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _worker_env(threads: int, cuda_devices: str | None) -> dict[str, str]:
+    """What a trial's process must see before it imports torch: its thread count and only its GPUs
+    (``cuda_devices`` None: leave ``CUDA_VISIBLE_DEVICES`` to Ray, which sets it per GPU task)."""
+    env = {k: os.environ.get(k, v) for k, v in WORKER_ENV.items()}  # the user's own setting wins
+    env["OMP_NUM_THREADS"] = str(threads)
+    if cuda_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cuda_devices
+    return env
+
+
+@contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in this process for the duration: a spawned child inherits it at exec."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _die_with_parent(parent: int) -> None:
@@ -75,8 +157,6 @@ def _die_with_parent(parent: int) -> None:
 def _worker_main(conn: Connection, parent: int) -> None:
     """A local worker: run what arrives, send back ``(ok, payload)``, until told to stop."""
     _die_with_parent(parent)
-    for key, value in WORKER_ENV.items():  # before the trial imports torch
-        os.environ.setdefault(key, value)
     while True:
         try:
             msg = conn.recv()
@@ -96,10 +176,13 @@ def _worker_main(conn: Connection, parent: int) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, slot: int, env: dict[str, str]) -> None:
+        self.slot = slot
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
-        self.process.start()
+        # Set at exec, not in _worker_main: unpickling the target imports flexibert, hence torch.
+        with _environ(env):
+            self.process.start()
         child.close()
         self.trial_id: int | None = None
 
@@ -119,12 +202,20 @@ class _Worker:
 
 
 class LocalBackend:
-    """``workers`` spawned processes on this machine, started on first use and reused."""
+    """``workers`` spawned processes on this machine, started on first use and reused.
 
-    def __init__(self, workers: int = 1) -> None:
+    Worker slot ``i`` always gets the same GPUs, so a worker that replaces a dead one
+    takes over its GPUs rather than crowding another's.
+    """
+
+    def __init__(self, workers: int = 1, resources: TrialResources = TrialResources()) -> None:
         if workers < 1:
             raise FlexiBertError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        self.threads_per_trial = resources.cpus_per_trial or threads_per_worker(workers)
+        gpus = resources.gpus_per_trial
+        devices = gpu_assignment(workers, gpus, visible_gpus() if gpus else [])
+        self._envs = [_worker_env(self.threads_per_trial, d) for d in devices]
         self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
 
@@ -133,7 +224,8 @@ class LocalBackend:
         if idle:
             worker = idle[0]
         elif len(self._pool) < self.workers:
-            worker = _Worker(self._ctx)
+            slot = min(set(range(self.workers)) - {w.slot for w in self._pool})
+            worker = _Worker(self._ctx, slot, self._envs[slot])
             self._pool.append(worker)
         else:
             raise RuntimeError("all workers are busy: wait_any before submitting more")
@@ -181,9 +273,17 @@ def _ray_call(fn: Callable[[Any], Any], arg: Any) -> Any:
 
 
 class RayBackend:
-    """The same trials as Ray tasks: on the cluster at ``address``, or a local Ray with ``workers`` CPUs."""
+    """The same trials as Ray tasks: on the cluster at ``address``, or a local Ray sized for ``workers`` trials.
 
-    def __init__(self, workers: int = 1, address: str | None = None) -> None:
+    Each task asks Ray for the trial's CPUs and GPUs; Ray sets ``CUDA_VISIBLE_DEVICES`` to
+    the GPUs it grants a task (ray/_private/accelerators/nvidia_gpu.py) but leaves it alone
+    for a task granted none (ray-project/ray#54868), so a CPU trial is given an empty one here.
+    A task lost with its node (or its worker) comes back as that one trial's error; Ray
+    itself never retries, the search does.
+    """
+
+    def __init__(self, workers: int = 1, address: str | None = None,
+                 resources: TrialResources = TrialResources()) -> None:
         if workers < 1:
             raise FlexiBertError(f"workers must be >= 1, got {workers}")
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -192,16 +292,31 @@ class RayBackend:
 
         self.workers = workers
         self._owns = not ray.is_initialized()
+        local = self._owns and not address
+        self.threads_per_trial = resources.cpus_per_trial or (threads_per_worker(workers) if local else 1)
+        gpus = resources.gpus_per_trial
         if self._owns:
             try:
                 if address:
                     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
                 else:
-                    ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+                    ray.init(num_cpus=workers * self.threads_per_trial, include_dashboard=False,
+                             logging_level="ERROR", log_to_driver=False)
             except ConnectionError as e:
                 raise FlexiBertError(f"cannot reach the Ray cluster at {address}: {e}") from None
-        self._task = ray.remote(num_cpus=1, max_retries=0, runtime_env={"env_vars": WORKER_ENV})(_ray_call)
         self._refs: dict[Any, int] = {}
+        self._check_fits(ray.nodes(), self.threads_per_trial, gpus)
+        env = _worker_env(self.threads_per_trial, None if gpus else "")
+        # num_gpus > 0 also makes Ray start a fresh worker per task (max_calls=1): a new CUDA context each time.
+        self._task = ray.remote(num_cpus=self.threads_per_trial, num_gpus=gpus, max_retries=0,
+                                runtime_env={"env_vars": env})(_ray_call)
+
+    def _check_fits(self, nodes: list[dict[str, Any]], cpus: int, gpus: float) -> None:
+        """A trial no node can hold would wait forever: refuse it now."""
+        if not any(n["Alive"] and n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
+                   for n in nodes):
+            self.close()
+            raise FlexiBertError(f"no node of the Ray cluster has {cpus} CPU(s) and {gpus:g} GPU(s) for one trial")
 
     def submit(self, trial_id: int, fn: Callable[[Any], Any], arg: Any) -> None:
         self._refs[self._task.remote(fn, arg)] = trial_id
@@ -227,8 +342,8 @@ class RayBackend:
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if isinstance(e.cause, BaseException) else e
                 out.append(Finished(trial_id, None, _error_text(cause)))
-            except ray.exceptions.RayError as e:  # the worker died
-                out.append(Finished(trial_id, None, f"ray worker died: {type(e).__name__}: {e}"))
+            except ray.exceptions.RayError as e:  # its worker or its whole node died
+                out.append(Finished(trial_id, None, f"ray task lost: {type(e).__name__}: {e}"))
         return out
 
     def close(self) -> None:
@@ -241,11 +356,12 @@ class RayBackend:
             ray.shutdown()
 
 
-def make_backend(name: str, workers: int, address: str | None = None) -> Backend:
+def make_backend(name: str, workers: int, address: str | None = None,
+                 resources: TrialResources = TrialResources()) -> Backend:
     if name == "local":
         if address:
             raise FlexiBertError("--address applies to the ray backend only")
-        return LocalBackend(workers)
+        return LocalBackend(workers, resources)
     if name == "ray":
-        return RayBackend(workers, address)
+        return RayBackend(workers, address, resources)
     raise FlexiBertError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")

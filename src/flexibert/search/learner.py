@@ -4,9 +4,10 @@ The study's Algorithm 1 with its quirks fixed. The learner starts from the seed
 models; after each result it refits the surrogate and scores k-fold held-out
 quality. ``ask`` walks the free candidates in acquisition order and accepts the
 first one that some *trained* model among its k nearest neighbours (embedding
-space) can pass at least ``threshold`` of its parameters to; that best-overlap
-neighbour is the weight source. When no candidate qualifies the threshold relaxes
-(see :class:`RelaxationSchedule`). The search stops when ``1.96 * max sigma < ci``.
+space) can pass at least ``threshold`` of its encoder-layer parameters to (the
+overlap of ``flexibert.model.overlap``); that best-overlap neighbour is the weight
+source. When no candidate qualifies the threshold relaxes (see :class:`RelaxationSchedule`).
+The search stops when ``1.96 * max sigma < ci``.
 
 The learner knows nothing of storage or workers: its whole state is the told
 results plus ``threshold`` and the surrogate's hyperparameters, which
@@ -23,10 +24,15 @@ import numpy as np
 
 from flexibert._common import FlexiBertError
 from flexibert.model.cost import ArchDims
-from flexibert.model.overlap import overlap
+from flexibert.model.overlap import CardLayers
 from flexibert.search.acquisition import check_acquisition, order
 from flexibert.search.surrogate import GPSurrogate, HeldOut, cross_validate
 from flexibert.space.design_space import ModelCard
+
+#: ``ask`` scores ranked candidates in chunks that start at FIRST_CHUNK rows (the best usually
+#: qualifies early) and grow fourfold up to PAIRS_PER_CHUNK query-source pairs (bounds memory).
+FIRST_CHUNK = 64
+PAIRS_PER_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class ActiveLearner:
     ``cv_folds=0`` skips the held-out score (benchmarks that only count queries).
     Convergence is not declared before ``min_trained`` results: a handful of points cannot
     tell signal from noise, and a GP that explains them all as noise has a tiny sigma.
+    ``dims`` are the run's non-card sizes; the overlap counts encoder layers only, so of them
+    only the position scheme matters (a relative-position table belongs to each attention block).
     """
 
     cards: Sequence[ModelCard]
@@ -151,7 +159,7 @@ class ActiveLearner:
         self.n_optimized = 0
         self.snapshot: Snapshot | None = None
         self._mean = self._std = np.zeros(0)
-        self._overlaps: dict[tuple[int, int], float] = {}
+        self._layers = CardLayers(self.cards, self.dims)  # every overlap in ``ask`` is an array pass over it
 
     # -- tell ---------------------------------------------------------------------------------
     def tell(self, index: int, value: float) -> None:
@@ -198,8 +206,9 @@ class ActiveLearner:
         return self.snapshot
 
     def _free_mask(self, busy: Collection[int]) -> np.ndarray:
-        taken = set(self.trained) | self.failed | {int(b) for b in busy}
-        return np.array([c not in taken for c in self.candidates.tolist()], dtype=bool)
+        taken = np.zeros(len(self.cards), dtype=bool)
+        taken[np.fromiter((*self.trained, *self.failed, *busy), dtype=np.intp)] = True
+        return ~taken[self.candidates]
 
     # -- stop -----------------------------------------------------------------------------------
     def stop_reason(self) -> str | None:
@@ -212,25 +221,30 @@ class ActiveLearner:
         return None
 
     # -- ask --------------------------------------------------------------------------------------
-    def _overlap(self, query: int, source: int) -> float:
-        key = (query, source)
-        if key not in self._overlaps:
-            self._overlaps[key] = overlap(self.cards[query], self.cards[source], self.dims)
-        return self._overlaps[key]
+    def best_sources(self, queries: np.ndarray, everyone: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per query card: the trained model that can pass it the most weights, and that overlap.
 
-    def best_source(self, index: int, threshold: float) -> tuple[int | None, float]:
-        """The trained model that can pass ``index`` the most weights, among its neighbours
-        (or among all trained models below ``all_sources_below``); ties go to the nearer."""
-        if threshold < self.schedule.all_sources_below - 1e-9:
-            pool = list(self.trained)
-        else:
-            pool = [j for j in self.neighbors[index].tolist() if j in self.trained]
-        best, best_ov = None, -1.0
-        for j in pool:
-            ov = self._overlap(index, j)
-            if ov > best_ov:
-                best, best_ov = j, ov
-        return best, best_ov
+        Sources are its neighbours, or every trained model when ``everyone``; ties go to the
+        nearer neighbour, or to the one told first. A query with no trained source gets -1, -1.0.
+        """
+        queries = np.asarray(queries, dtype=np.intp)
+        told = np.fromiter(self.trained, dtype=np.intp, count=len(self.trained))
+        if not len(told):
+            return np.full(len(queries), -1), np.full(len(queries), -1.0)
+        if everyone:
+            pool = np.broadcast_to(told, (len(queries), len(told)))
+            ov = self._layers.overlap(queries[:, None], told[None, :])
+        else:  # few neighbours are trained: compute only those pairs
+            is_trained = np.zeros(len(self.cards), dtype=bool)
+            is_trained[told] = True
+            near = self.neighbors[queries]
+            pool = np.where(is_trained[near], near, -1)
+            ov = np.full(pool.shape, -1.0)
+            ok = pool >= 0
+            ov[ok] = self._layers.overlap(queries[np.nonzero(ok)[0]], pool[ok])
+        rows, col = np.arange(len(queries)), ov.argmax(axis=1)  # the first maximum wins ties
+        best = ov[rows, col]
+        return np.where(best >= 0, pool[rows, col], -1), best
 
     def ask(self, busy: Collection[int] = ()) -> Proposal | None:
         """The next model to train, or None when nothing may start now (wait for a result)."""
@@ -245,15 +259,26 @@ class ActiveLearner:
             return None
         positions = np.flatnonzero(free)
         rng = np.random.default_rng([self.seed, len(self.trained), len(self.failed), len(busy)])
-        ranked = positions[order(self.acquisition, self._mean[positions], self._std[positions],
-                                 self.snapshot.best_value, rng, self.beta)]
+        ranked = self.candidates[positions[order(self.acquisition, self._mean[positions], self._std[positions],
+                                                 self.snapshot.best_value, rng, self.beta)]]
+        # Chunks of ranked candidates with their best sources, computed once per ask for all levels.
+        # The neighbour chunks mostly cost a gather: overlaps are computed for trained pairs only.
+        seen: dict[tuple[bool, int], tuple[np.ndarray, np.ndarray]] = {}
         threshold: float | None = self.threshold
         while threshold is not None:
-            for pos in ranked.tolist():
-                index = int(self.candidates[pos])
-                source, ov = self.best_source(index, threshold)
-                if source is not None and ov >= threshold - 1e-9:
+            everyone = threshold < self.schedule.all_sources_below - 1e-9
+            cap = max(1, PAIRS_PER_CHUNK // max(1, len(self.trained) if everyone else self.neighbors.shape[1]))
+            lo, rows = 0, min(FIRST_CHUNK, cap)
+            while lo < len(ranked):
+                if (everyone, lo) not in seen:
+                    seen[everyone, lo] = self.best_sources(ranked[lo:lo + rows], everyone)
+                sources, overlaps = seen[everyone, lo]
+                hit = np.flatnonzero(overlaps >= threshold - 1e-9)  # -1.0 (no source) never passes
+                if len(hit):
+                    k = hit[0]
+                    index = int(ranked[lo + k])
                     self.threshold = threshold
-                    return Proposal(index, self.cards[index], source, ov, threshold)
+                    return Proposal(index, self.cards[index], int(sources[k]), float(overlaps[k]), threshold)
+                lo, rows = lo + rows, min(4 * rows, cap)
             threshold = self.schedule.relax(threshold)
         return None

@@ -5,96 +5,46 @@ and free workers get the next proposals at once, so no worker waits for the
 slowest trial of a batch. Everything the loop decides is recorded before it acts
 on it (a trial row before its submission, a result before the refit), so
 :func:`run_search` with ``resume=True`` continues a killed run where it stood.
+
+Each attempt at a trial writes to a directory of its own
+(``trials/<id>-<hash>/attempt-<n>``, the n-th launch), so files a killed attempt left
+never block the next one; and an attempt that finished its work but died before
+reporting it is not redone: :meth:`Oracle.recover` takes its outcome back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from flexibert._common import FlexiBertError
-from flexibert.search.acquisition import check_acquisition
 from flexibert.search.backends import (
     BACKENDS,
     Backend,
     Finished,
+    TrialResources,
     make_backend,
-    threads_per_worker,
 )
+from flexibert.search.config import SearchConfig, TrainConfig, space_library
 from flexibert.search.learner import ActiveLearner, RelaxationSchedule
 from flexibert.search.oracles import (
+    Oracle,
     ReplayOracle,
     TrainOracle,
     TrialOutcome,
     TrialRequest,
-    load_table,
 )
 from flexibert.search.store import RunStore, Trial
 from flexibert.search.surrogate import HeldOut
+from flexibert.search.tables import load_table
 from flexibert.space.design_space import DesignSpace, ModelCard
 from flexibert.space.seeds import SEED_CARDS
-
-ORACLES: tuple[str, ...] = ("replay", "train")
-DEFAULT_LIBRARY = "runs/spaces"  # where ``flexibert space build`` puts space libraries
-
-
-@dataclass
-class SearchConfig:
-    """What defines a run; stored in its database and reused as-is by ``--resume``."""
-
-    task: str
-    oracle: str = "replay"
-    table: str | None = None  # replay: a measured table in the study's JSON format
-    space: str | None = None  # a space YAML: the candidates of a train search
-    rule: str = "monotone"
-    library: str | None = None  # where the space library (embeddings, neighbours) is built or found
-    acquisition: str = "ucb"
-    beta: float = 2.0
-    ci: float = 0.005
-    k: int = 10
-    seed: int = 0
-    budget: int | None = None  # trials, seeds included
-    sim_seconds: float = 0.0  # replay: simulated seconds for a model of median FLOPs
-    profile: str = "quick"  # train: the training profile
-    data: str | None = None  # train: the task's data
-    max_train_samples: int | None = None  # train: a fixed subset of the training split
-    tokenizer: str | None = None
-    seed_checkpoints: dict[str, str] | None = None  # train: card key -> pretrained checkpoint a seed starts from
-    max_attempts: int = 2
-    min_trained: int = 10
-    threshold_start: float = 0.9
-    threshold_step: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.oracle not in ORACLES:
-            raise FlexiBertError(f"unknown oracle {self.oracle!r}; expected one of {list(ORACLES)}")
-        if self.oracle == "replay" and not self.table:
-            raise FlexiBertError("the replay oracle needs --table (a measured table JSON)")
-        if self.oracle == "train" and not self.space:
-            raise FlexiBertError("the train oracle needs --space (a design-space YAML)")
-        check_acquisition(self.acquisition)
-        if self.budget is not None and self.budget < 1:
-            raise FlexiBertError(f"--budget must be >= 1 trial, got {self.budget}")
-        if not self.ci > 0:
-            raise FlexiBertError(f"the confidence interval must be > 0, got {self.ci}")
-        if self.max_attempts < 1:
-            raise FlexiBertError(f"max_attempts must be >= 1, got {self.max_attempts}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise FlexiBertError(f"run config: unknown key(s) {unknown}")
-        return cls(**d)
 
 
 @dataclass
@@ -107,51 +57,86 @@ class Problem:
     neighbors: np.ndarray | None
     candidates: np.ndarray
     seeds: list[int]
-    oracle: Callable[[TrialRequest], TrialOutcome]
-
-
-def _space_library(config: SearchConfig):
-    from flexibert.space.library import build_space
-
-    space = DesignSpace.from_yaml(config.space, rule=config.rule)
-    return build_space(space, config.library or DEFAULT_LIBRARY)
+    oracle: Oracle
 
 
 def build_problem(config: SearchConfig) -> Problem:
     """Load the cards, embeddings, candidates and oracle a config describes."""
-    if config.oracle == "replay":
-        table = load_table(config.table, config.task)
-        oracle: Callable = ReplayOracle.from_table(table, config.sim_seconds)
+    oc = config.oracle
+    if isinstance(oc, TrainConfig):
+        lib = space_library(oc)
+        cards, X, neighbors, hashes = lib.cards, lib.embeddings, lib.neighbours, lib.hashes
+        oracle: Oracle = TrainOracle(config.task, oc)
+        candidates = _within_budget(cards, oc)
+    else:
+        table = load_table(oc.table, config.task)
+        oracle = ReplayOracle.from_table(table, oc.sim_seconds)
         if table.embeddings is not None:
             cards, X, neighbors = table.cards, table.embeddings, table.neighbors
-            if config.space:
-                space = DesignSpace.from_yaml(config.space, rule=config.rule)
+            if oc.space:
+                space = DesignSpace.from_yaml(oc.space, rule=oc.rule)
                 for i in table.measured:
                     space.validate(cards[i])
             hashes = table.hashes or _fingerprints(cards)
             candidates = table.measured
         else:
-            if not config.space:
+            if not oc.space:
                 raise FlexiBertError(f"measured table {table.path} has no embeddings: give --space to embed its models")
-            lib = _space_library(config)
+            lib = space_library(oc)
             cards, X, neighbors, hashes = lib.cards, lib.embeddings, lib.neighbours, lib.hashes
             where = {c.key: i for i, c in enumerate(cards)}
             missing = [str(table.cards[i]) for i in table.measured if table.cards[i].key not in where]
             if missing:
-                raise FlexiBertError(f"measured model {missing[0]} is not in the space {config.space}")
+                raise FlexiBertError(f"measured model {missing[0]} is not in the space {oc.space}")
             candidates = np.array(sorted(where[table.cards[i].key] for i in table.measured))
-    else:
-        lib = _space_library(config)
-        cards, X, neighbors, hashes = lib.cards, lib.embeddings, lib.neighbours, lib.hashes
-        candidates = np.arange(len(cards))
-        oracle = TrainOracle(config.task, config.profile, config.data, config.tokenizer, config.seed,
-                             config.max_train_samples)
     where = {c.key: i for i, c in enumerate(cards)}
-    seeds = [where[c.key] for c in SEED_CARDS.values() if c.key in where]
-    if len(seeds) < 2:
-        raise FlexiBertError("the space holds fewer than two of the seed models (BERT-Tiny, -Mini, L2-H256, L4-H128)")
+    if isinstance(oc, TrainConfig) and oc.seed_checkpoints:  # the user's own seeds, e.g. a pretrained encoder
+        outside = [key for key in oc.seed_checkpoints if key not in where]
+        if outside:
+            raise FlexiBertError(f"seed model {outside[0]} is not in the space {oc.space}")
+        seeds = [where[key] for key in oc.seed_checkpoints]
+        candidates = np.union1d(candidates, seeds)  # seeds are trained whatever the budget: children inherit them
+    else:
+        seeds = [where[c.key] for c in SEED_CARDS.values() if c.key in where]
+        if len(seeds) < 2:
+            raise FlexiBertError("the space holds fewer than two of the seed models (BERT-Tiny, -Mini, L2-H256, L4-H128)")
     return Problem(list(cards), list(hashes), np.asarray(X, dtype=float), neighbors, np.asarray(candidates), seeds,
                    oracle)
+
+
+def initial_checkpoint(store: RunStore, config: SearchConfig, t: Trial) -> str | None:
+    """The weights trial ``t`` starts from: its source trial's checkpoint, or its seed's own checkpoint."""
+    if t.source_index is not None:
+        rows = [s for s in store.trials("done") if s.card_index == t.source_index]
+        return rows[0].checkpoint if rows else None
+    if isinstance(config.oracle, TrainConfig):
+        return config.oracle.seed_checkpoints.get(ModelCard.from_dict(t.card).key)
+    return None
+
+
+def budget_mask(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
+    """Which cards lie inside the run's budget (all when it has none)."""
+    if not oc.budget:
+        return np.ones(len(cards), dtype=bool)
+    from flexibert.model.latency import Budget, LatencyModel
+
+    budget = Budget(**oc.budget)
+    latency = None
+    if budget.max_latency_ms is not None:
+        if not oc.latency_model:
+            raise FlexiBertError("a latency budget needs a fitted latency model (the run's latency stage)")
+        latency = LatencyModel.load(oc.latency_model).predict(cards)
+    dims = oc.arch_dims()
+    return np.array([not budget.breaks(c, None if latency is None else float(latency[i]), dims)
+                     for i, c in enumerate(cards)], dtype=bool)
+
+
+def _within_budget(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
+    """Indices of the cards inside the run's budget: the others are never trained."""
+    keep = np.flatnonzero(budget_mask(cards, oc))
+    if len(keep) == 0:
+        raise FlexiBertError(f"no model of the space {oc.space} fits the budget {oc.budget}")
+    return keep
 
 
 def _fingerprints(cards: list[ModelCard]) -> list[str]:
@@ -182,7 +167,7 @@ class Search:
     """One run: owns its store (and lock) for its lifetime. Use :func:`run_search`."""
 
     def __init__(self, store: RunStore, config: SearchConfig, backend: Backend, problem: Problem,
-                 oracle: Callable[[TrialRequest], TrialOutcome] | None = None) -> None:
+                 oracle: Oracle | None = None) -> None:
         self.store, self.config, self.backend, self.problem = store, config, backend, problem
         self.oracle = oracle or problem.oracle
         p = problem
@@ -190,7 +175,8 @@ class Search:
             p.cards, p.X, seeds=p.seeds, candidates=p.candidates, neighbors=p.neighbors, k=config.k,
             acquisition=config.acquisition, beta=config.beta, ci=config.ci, seed=config.seed,
             min_trained=config.min_trained,
-            schedule=RelaxationSchedule(start=config.threshold_start, step=config.threshold_step))
+            schedule=RelaxationSchedule(start=config.threshold_start, step=config.threshold_step),
+            **({"dims": config.oracle.arch_dims()} if isinstance(config.oracle, TrainConfig) else {}))
         self.progress = Progress(threshold=config.threshold_start, ci=config.ci)
         self._restore()
 
@@ -227,16 +213,36 @@ class Search:
             best = max(self.learner.trained, key=self.learner.trained.__getitem__)
             p.best_value, p.best_card = self.learner.trained[best], str(self.problem.cards[best])
 
+    # -- attempts ---------------------------------------------------------------------------------
+    def _trial_dir(self, t: Trial) -> Path:
+        return self.store.run_dir.resolve() / "trials" / f"{t.id:05d}-{t.card_hash[:8]}"
+
+    def _attempts(self, t: Trial) -> list[tuple[int, Path]]:
+        """The trial's attempt directories by launch number, the latest first."""
+        found = [(int(m[1]), p) for p in self._trial_dir(t).glob("attempt-*")
+                 if (m := re.fullmatch(r"attempt-(\d+)", p.name))]
+        return sorted(found, reverse=True)
+
+    def _new_attempt_dir(self, t: Trial) -> Path:
+        """Made here, before the launch, so no two launches ever share a directory."""
+        attempts = self._attempts(t)
+        path = self._trial_dir(t) / f"attempt-{attempts[0][0] + 1 if attempts else 1}"
+        path.mkdir(parents=True)
+        return path
+
+    def _recover(self, t: Trial) -> TrialOutcome | None:
+        """An outcome an attempt of this trial left complete but never reported (its process died)."""
+        for _, d in self._attempts(t):
+            out = self.oracle.recover(str(d))
+            if out is not None:
+                return out
+        return None
+
     # -- dispatch ---------------------------------------------------------------------------------
     def _request(self, t: Trial) -> TrialRequest:
-        source = None
-        if t.source_index is not None:
-            rows = [s for s in self.store.trials("done") if s.card_index == t.source_index]
-            source = rows[0].checkpoint if rows else None
-        elif self.config.seed_checkpoints:
-            source = self.config.seed_checkpoints.get(ModelCard.from_dict(t.card).key)
-        workdir = self.store.run_dir / "trials" / f"{t.id:05d}-{t.card_hash[:8]}"
-        return TrialRequest(t.id, t.card, str(workdir), source, threads_per_worker(self.backend.workers))
+        source = initial_checkpoint(self.store, self.config, t)
+        workdir = self._new_attempt_dir(t)
+        return TrialRequest(t.id, t.card, str(workdir), source, self.backend.threads_per_trial)
 
     def _dispatch(self, allow_new: bool) -> None:
         while self.backend.running() < self.backend.workers:
@@ -255,7 +261,16 @@ class Search:
             else:
                 return
             trial = self.store.start(trial.id)
+            recovered = self._recover(trial)
+            if recovered is not None:  # a resumed or retried trial whose earlier attempt had finished
+                self._finish(trial, recovered)
+                self._refit()
+                continue
             self.backend.submit(trial.id, self.oracle, self._request(trial))
+
+    def _finish(self, t: Trial, out: TrialOutcome) -> None:
+        self.store.finish(t.id, out.value, out.metrics, out.checkpoint, out.overlap)
+        self.learner.tell(t.card_index, out.value)
 
     def _record(self, f: Finished) -> bool:
         """Store one finished trial; True when it added a result."""
@@ -264,14 +279,16 @@ class Search:
         if error is None and not (isinstance(f.result, TrialOutcome) and np.isfinite(f.result.value)):
             error = f"oracle returned no finite score: {f.result!r}"
         if error is not None:
+            recovered = self._recover(t)  # the work may have finished before the worker died
+            if recovered is not None:
+                self._finish(t, recovered)
+                return True
             retry = t.attempt < self.config.max_attempts
             self.store.fail(t.id, error, retry)
             if not retry:
                 self.learner.tell_failed(t.card_index)
             return False
-        out: TrialOutcome = f.result
-        self.store.finish(t.id, out.value, out.metrics, out.checkpoint, out.overlap)
-        self.learner.tell(t.card_index, out.value)
+        self._finish(t, f.result)
         return True
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -316,12 +333,12 @@ class Search:
 def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,
                workers: int = 1, backend: str = "local", address: str | None = None, budget: int | None = None,
                time_budget: float | None = None, on_progress: Callable[[Progress], None] | None = None,
-               oracle: Callable[[TrialRequest], TrialOutcome] | None = None) -> Progress:
+               oracle: Oracle | None = None, resources: TrialResources = TrialResources()) -> Progress:
     """Start a run in ``run_dir`` from ``config``, or continue it with ``resume=True``.
 
     ``budget`` (trials) overrides the stored one, so a finished run can be extended;
     ``time_budget`` (seconds) bounds this invocation. ``oracle`` replaces the config's
-    (fault injection, custom measurements).
+    (fault injection, custom measurements). ``resources``: the CPUs and GPUs each trial gets.
     """
     if resume == (config is not None):
         raise FlexiBertError("give a config for a new run, or resume=True for an existing one (not both)")
@@ -337,7 +354,7 @@ def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resum
         if budget is not None:
             config = dataclasses.replace(config, budget=budget)
         store.set_meta("config", config.to_dict())
-        be = make_backend(backend, workers, address)
+        be = make_backend(backend, workers, address, resources)
         try:
             return Search(store, config, be, problem, oracle).run(time_budget, on_progress)
         finally:

@@ -4,19 +4,23 @@
 optional simulated durations so that a whole search is asynchronous for real yet
 runs in seconds. ``train`` fine-tunes the model with :func:`flexibert.train.trial.train_trial`.
 Both are plain picklable objects called as ``oracle(request) -> TrialOutcome`` inside
-a worker process, so any backend can run either.
+a worker process, so any backend can run either. ``oracle.recover(workdir)`` takes back
+the outcome of an attempt that finished its work but died before reporting it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from flexibert._common import FlexiBertError, read_json
+from flexibert._common import FlexiBertError
+from flexibert.search.config import TrainConfig
+from flexibert.search.tables import MeasuredTable
 from flexibert.space.design_space import ModelCard
 
 
@@ -42,88 +46,17 @@ class TrialOutcome:
     wall_s: float = 0.0
 
 
-# -- measured tables -------------------------------------------------------------------------------
-def _task_key(name: str) -> str:
-    return str(name).lower().replace("-", "").replace("_", "")
-
-
-@dataclass(frozen=True)
-class MeasuredTable:
-    """A table of cards with a measured value per task (NaN where never measured)."""
-
-    path: str
-    task: str  # the task's spelling in the table
-    cards: list[ModelCard]
-    values: np.ndarray
-    hashes: list[str] | None = None
-    embeddings: np.ndarray | None = None
-    neighbors: np.ndarray | None = None  # indices of each card's nearest cards, from the table's hash lists
-
-    @property
-    def measured(self) -> np.ndarray:
-        return np.flatnonzero(~np.isnan(self.values))
-
-    def value_of(self) -> dict[str, float]:
-        """Measured values keyed by card key."""
-        return {self.cards[i].key: float(self.values[i]) for i in self.measured}
-
-
-def load_table(path: str | Path, task: str) -> MeasuredTable:
-    """Read a study-format JSON: ``model_dicts`` and ``accuracies`` (one ``{task: value|null}`` per card),
-    optionally ``hashes``, ``embeddings`` and ``neighbors`` (lists of hashes)."""
-    path = Path(path)
-    data = read_json(path, f"measured table not found: {path}")
-    if not isinstance(data, dict):
-        raise FlexiBertError(f"measured table {path}: expected a JSON object")
-    for key in ("model_dicts", "accuracies"):
-        if not isinstance(data.get(key), list):
-            raise FlexiBertError(f"measured table {path}: missing list '{key}'")
-    dicts, accs = data["model_dicts"], data["accuracies"]
-    if len(dicts) != len(accs):
-        raise FlexiBertError(f"measured table {path}: {len(dicts)} model_dicts but {len(accs)} accuracies")
-    cards = []
-    for i, d in enumerate(dicts):
-        try:
-            cards.append(ModelCard.from_dict(d))
-        except FlexiBertError as e:
-            raise FlexiBertError(f"measured table {path}: model_dicts[{i}]: {e}") from None
-    names = {_task_key(k): k for a in accs if isinstance(a, dict) for k in a}
-    if _task_key(task) not in names:
-        raise FlexiBertError(f"measured table {path}: no task {task!r}; it has {sorted(names.values())}")
-    name = names[_task_key(task)]
-    values = np.full(len(cards), np.nan)
-    for i, a in enumerate(accs):
-        v = a.get(name) if isinstance(a, dict) else None
-        if v is not None:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
-                raise FlexiBertError(f"measured table {path}: accuracies[{i}]['{name}'] is not a number: {v!r}")
-            values[i] = float(v)
-    if not np.isfinite(values).any():
-        raise FlexiBertError(f"measured table {path}: no measured value for task {name!r}")
-    hashes = data.get("hashes")
-    if hashes is not None and (not isinstance(hashes, list) or len(hashes) != len(cards)):
-        raise FlexiBertError(f"measured table {path}: 'hashes' must list one hash per model")
-    emb = data.get("embeddings")
-    if emb is not None:
-        try:
-            emb = np.asarray(emb, dtype=float)
-        except (TypeError, ValueError):
-            raise FlexiBertError(f"measured table {path}: 'embeddings' is not a numeric matrix") from None
-        if emb.ndim != 2 or len(emb) != len(cards) or not np.isfinite(emb).all():
-            raise FlexiBertError(f"measured table {path}: 'embeddings' must be finite, one row per model")
-    neighbors = None
-    if hashes is not None and isinstance(data.get("neighbors"), list):
-        where = {h: i for i, h in enumerate(hashes)}
-        try:
-            neighbors = np.array([[where[h] for h in row] for row in data["neighbors"]], dtype=int)
-        except (KeyError, TypeError, ValueError):
-            raise FlexiBertError(f"measured table {path}: 'neighbors' must list known hashes, equally many per model") from None
-        if len(neighbors) != len(cards):
-            raise FlexiBertError(f"measured table {path}: 'neighbors' must have one row per model")
-    return MeasuredTable(str(path), name, cards, values, hashes, emb, neighbors)
-
-
 # -- oracles ---------------------------------------------------------------------------------------
+class Oracle(Protocol):
+    """What a search runs per trial, in a worker, and asks about an attempt that never reported."""
+
+    def __call__(self, request: TrialRequest) -> TrialOutcome: ...
+
+    def recover(self, workdir: str) -> TrialOutcome | None:
+        """The outcome an earlier attempt left complete and valid in ``workdir``, else None."""
+        ...
+
+
 class ReplayOracle:
     """Look a card's value up in a measured table; optionally sleep for a simulated training time.
 
@@ -159,25 +92,75 @@ class ReplayOracle:
         value = self.values[key]
         return TrialOutcome(value=value, metrics={"score": value}, wall_s=time.perf_counter() - t0)
 
+    def recover(self, workdir: str) -> TrialOutcome | None:
+        """A replay writes nothing: there is never an outcome to take back."""
+        return None
+
 
 class TrainOracle:
     """Fine-tune the card (from the source checkpoint when there is one) with ``train_trial``.
 
     Every trial of a search uses the same tokenizer (the given one, else the one trained on
-    the task's text and cached), so any trained model can pass its weights to another.
+    the task's text and cached), the same position scheme and the same validation holdout,
+    so any trained model can pass its weights to another and all are scored alike.
     """
 
-    def __init__(self, task: str, profile: str = "quick", data: str | None = None, tokenizer: str | None = None,
-                 seed: int = 42, max_train_samples: int | None = None, cache_dir: str | None = None) -> None:
-        self.task, self.profile, self.data, self.tokenizer = task, profile, data, tokenizer
-        self.seed, self.max_train_samples, self.cache_dir = seed, max_train_samples, cache_dir
+    def __init__(self, task: str, config: TrainConfig, cache_dir: str | None = None) -> None:
+        self.task, self.config, self.cache_dir = task, config, cache_dir
+
+    def spec(self, card: dict[str, Any], init: str | None, num_threads: int | None = None,
+             max_train_samples: int | None = None, full: bool = False):
+        """The :class:`TrialSpec` of ``card``: the search's fidelity, or with ``full`` the whole training split."""
+        from flexibert.train.profiles import get_profile
+        from flexibert.train.trial import TrialSpec
+        from flexibert.train.user_task import UserTask
+
+        c = self.config
+        if c.user_task is not None:
+            user = UserTask(**c.user_task)
+            task, data = user.task(), user.source()
+        else:
+            task, data = self.task, c.data
+        subset = None if full else (max_train_samples or c.max_train_samples)
+        profile = get_profile(c.profile)
+        if subset is not None:
+            profile = get_profile(profile, max_train_samples=subset)
+        elif profile.max_train_samples is not None:
+            profile = dataclasses.replace(profile, max_train_samples=None)
+        return TrialSpec(card, task, profile, init=init, data=data, tokenizer=c.tokenizer, seed=c.seed,
+                         num_threads=num_threads, cache_dir=self.cache_dir, positions=c.positions, holdout=c.holdout)
 
     def __call__(self, request: TrialRequest) -> TrialOutcome:
-        from flexibert.train.trial import get_profile, train_trial
+        from flexibert.train.trial import train_trial
 
-        profile = get_profile(self.profile, max_train_samples=self.max_train_samples)
-        r = train_trial(request.card, self.task, request.source_checkpoint, profile, request.workdir,
-                        data=self.data, tokenizer=self.tokenizer, seed=self.seed, num_threads=request.num_threads,
-                        cache_dir=self.cache_dir)
-        return TrialOutcome(value=float(r.score), metrics=dict(r.metrics), checkpoint=r.checkpoint,
-                            overlap=float(r.overlap), wall_s=float(r.wall_s))
+        r = train_trial(self.spec(request.card, request.source_checkpoint, request.num_threads), request.workdir)
+        return _outcome(r)
+
+    def recover(self, workdir: str) -> TrialOutcome | None:
+        """The outcome of a trial that wrote ``result.json`` and its checkpoint, then died before reporting.
+
+        None unless the result reads and the checkpoint it names loads: a torn or corrupt
+        attempt is trained again rather than trusted.
+        """
+        path = Path(workdir) / "result.json"
+        if not path.is_file():
+            return None  # the common case, decided before torch is imported
+        from flexibert.model.checkpoint import load_checkpoint
+        from flexibert.train.trial import TrialResult
+
+        try:
+            r = TrialResult.load(path)
+            if not np.isfinite(r.score):
+                return None
+            load_checkpoint(r.checkpoint)
+        except (FlexiBertError, OSError, TypeError, ValueError):  # anything amiss: train again
+            return None
+        return _outcome(r)
+
+
+def _outcome(r) -> TrialOutcome:
+    """A trial's result as the search records it; the validation metrics, when any, beside dev's."""
+    metrics = dict(r.metrics)
+    metrics.update({f"validation_{k}": v for k, v in (r.validation or {}).items()})
+    return TrialOutcome(value=float(r.score), metrics=metrics, checkpoint=r.checkpoint, overlap=float(r.overlap),
+                        wall_s=float(r.wall_s))

@@ -5,7 +5,9 @@ one transaction, so a run killed at any instant (``kill -9``) leaves a consisten
 file: ``--resume`` re-queues the trials that were ``running`` and loses nothing that
 had finished. A trial row is unique per model, so no model is ever trained twice.
 The lock is an exclusive ``flock`` on ``run.lock`` held for the store's lifetime; the
-kernel drops it when the process dies, so a crash never leaves a stale lock.
+kernel drops it when the process dies, so a crash never leaves a stale lock. Readers
+(report, export) open the file read-only instead: no lock, no schema script, no writes,
+so they work while a search is writing (WAL lets them read its last committed state).
 """
 
 from __future__ import annotations
@@ -98,12 +100,30 @@ def _trial(row: sqlite3.Row) -> Trial:
     return Trial(**d)
 
 
-class RunStore:
-    """The database of one run. ``create=True`` starts a new run in an empty or absent directory."""
+def search_dir(path: str | Path) -> Path:
+    """Where a search's database is: ``path`` itself (``flexibert search``) or ``path/search`` (``flexibert run``)."""
+    path = Path(path)
+    for d in (path, path / "search"):
+        if (d / DB_NAME).is_file():
+            return d
+    raise FlexiBertError(f"{path} is not a search or run directory (no {DB_NAME} in it or in {path / 'search'})")
 
-    def __init__(self, run_dir: str | Path, create: bool = False) -> None:
+
+class RunStore:
+    """The database of one run. ``create=True`` starts a new run in an empty or absent directory;
+    ``read_only=True`` reads an existing one, even one a live search is writing."""
+
+    def __init__(self, run_dir: str | Path, create: bool = False, *, read_only: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self.read_only = read_only
+        self.db: sqlite3.Connection | None = None
+        self._lock = None
         db = self.run_dir / DB_NAME
+        if read_only:
+            if create:
+                raise ValueError("a read-only store cannot create a run")
+            self._open_read_only(db)
+            return
         if create:
             if db.exists():
                 raise FlexiBertError(f"run directory {self.run_dir} already holds a run; use --resume {self.run_dir}")
@@ -130,12 +150,28 @@ class RunStore:
             self.close()
             raise FlexiBertError(f"run database {db} is unreadable: {e}") from None
 
+    def _open_read_only(self, db: Path) -> None:
+        """SQLite's ``mode=ro``: the file is never written (SQLite may add its ``-wal``/``-shm`` companions)."""
+        if not db.is_file():
+            raise FlexiBertError(f"no search database in {self.run_dir} ({DB_NAME} missing)")
+        try:
+            self.db = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA query_only=ON")
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise FlexiBertError(f"run database {db} is unreadable: {e}") from None
+        if not {"meta", "trials", "snapshots"} <= tables:
+            self.close()
+            raise FlexiBertError(f"run database {db} holds no run yet (its tables are missing)")
+
     # -- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if getattr(self, "db", None) is not None:
+        if self.db is not None:
             self.db.close()
             self.db = None
-        if not self._lock.closed:
+        if self._lock is not None and not self._lock.closed:
             self._lock.close()  # closing the descriptor releases the flock
 
     def __enter__(self) -> "RunStore":
@@ -145,6 +181,8 @@ class RunStore:
         self.close()
 
     def _tx(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        if self.read_only:
+            raise FlexiBertError(f"run {self.run_dir} is open read-only")
         with self.db:
             return self.db.execute(sql, args)
 

@@ -44,9 +44,24 @@ class Examples:
         """``n`` examples drawn by ``seed``, kept in file order; the same on every machine."""
         if n is None or n >= len(self):
             return self
-        idx = subset_indices(len(self), n, seed)
+        return self.take(subset_indices(len(self), n, seed), f"{n} of {len(self)}, seed {seed}")
+
+
+    def take(self, idx: np.ndarray, what: str) -> "Examples":
+        """The examples at ``idx`` (kept in that order); ``what`` names the part in the origin."""
         return Examples(tuple(tuple(col[i] for i in idx) for col in self.texts), self.labels[idx],
-                        f"{self.origin}[{n} of {len(self)}, seed {seed}]")
+                        f"{self.origin}[{what}]")
+
+    def holdout(self, n: int, seed: int) -> tuple["Examples", "Examples"]:
+        """``(rest, validation)``: ``n`` examples carved out by ``seed``, both kept in file order.
+
+        Model selection scores on the validation part, so the dev split is only ever reported.
+        """
+        if not 0 < n < len(self):
+            raise FlexiBertError(f"{self.origin}: a validation holdout needs 0 < n < {len(self)}, got {n}")
+        perm = np.random.default_rng(seed).permutation(len(self))
+        val, rest = np.sort(perm[:n]), np.sort(perm[n:])
+        return self.take(rest, f"train minus {n} held out, seed {seed}"), self.take(val, f"{n} held out, seed {seed}")
 
 
 def subset_indices(total: int, n: int | None, seed: int = 42) -> np.ndarray:
@@ -145,8 +160,8 @@ def train_texts(source: DataSource | str | Path | None, task: Task) -> list[str]
     return list(dict.fromkeys(t for col in train.texts for t in col if t))
 
 
-def fingerprint(source: DataSource | str | Path | None, task: Task, split: str) -> str:
-    """A short key that changes when the split's content can have changed (for caches)."""
+def split_digest(source: DataSource | str | Path | None, task: Task, split: str) -> str:
+    """A short key for caches of the split's encoding: it changes when the split's content can have changed."""
     source = as_source(source)
     if isinstance(source, GlueDir):
         parts: list[Any] = [_stat(source.path(task, split))]

@@ -1,8 +1,9 @@
 """Masked-language-model pretraining of cards on a text corpus: the offline route to seed models.
 
 BERT's recipe: 15% of the non-special tokens are chosen; of those 80% become
-``[MASK]``, 10% a random token and 10% stay. ``FlexiBertForMaskedLM`` decodes the
-vocabulary only at the chosen positions, which is most of the saving on a CPU.
+``[MASK]``, 10% a random token and 10% stay. During training ``FlexiBertForMaskedLM``
+decodes the vocabulary only at the chosen positions (``mlm_decode_masked_only``), which is
+most of the saving on a CPU; the saved seed keeps Hugging Face's logits contract.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from flexibert.space.design_space import ModelCard
 from flexibert.space.seeds import card_name
 from flexibert.train.batching import Encoded, encode
 from flexibert.train.data import Examples, first_line
+from flexibert.train.loop import FitConfig, fit, set_threads
 from flexibert.train.tokenization import load_tokenizer
-from flexibert.train.trial import fit, save_checkpoint, set_threads
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,18 @@ class MlmConfig:
     weight_decay: float = 0.01
     mlm_probability: float = 0.15
     log_every: int = 50
+    positions: str = "relative_key"  # the seeds' position scheme: the run's, so that they can pass on weights
 
     def __post_init__(self) -> None:
         if not 0 < self.mlm_probability < 1:
             raise FlexiBertError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if self.max_seq_len < 3 or self.batch_size < 1 or not self.lr > 0 or not self.epochs > 0:
             raise FlexiBertError("MLM settings: max_seq_len >= 3, batch_size >= 1, lr > 0 and epochs > 0 are required")
+
+    def optimization(self) -> FitConfig:
+        """What :func:`~flexibert.train.loop.fit` needs of this run."""
+        return FitConfig(batch_size=self.batch_size, lr=self.lr, epochs=self.epochs, warmup_ratio=self.warmup_ratio,
+                         weight_decay=self.weight_decay, log_every=self.log_every, max_steps=self.max_steps)
 
 
 @dataclass
@@ -147,6 +154,7 @@ def pretrain(cards: Sequence[ModelCard], corpus: Sequence[str], tokenizer: str |
     """
     import torch
 
+    from flexibert.model.checkpoint import save_checkpoint
     from flexibert.model.configuration_flexibert import FlexiBertConfig
     from flexibert.model.modeling_flexibert import FlexiBertForMaskedLM
 
@@ -161,13 +169,13 @@ def pretrain(cards: Sequence[ModelCard], corpus: Sequence[str], tokenizer: str |
     for card in cards:
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        model_config = FlexiBertConfig.from_card(card, vocab_size=len(tok), pad_token_id=tok.pad_token_id)
+        model_config = FlexiBertConfig.from_card(card, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                                 position_embedding_type=config.positions, mlm_decode_masked_only=True)
         model = FlexiBertForMaskedLM(model_config).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        stats = fit(model, data, batch_size=config.batch_size, lr=config.lr, epochs=config.epochs, seed=seed,
-                    pad_id=tok.pad_token_id, weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
-                    log_every=config.log_every, max_steps=config.max_steps,
+        stats = fit(model, data, config.optimization(), seed=seed, pad_id=tok.pad_token_id,
                     prepare=Masker(tok, config.mlm_probability, seed))
-        out = save_checkpoint(model, tok, Path(out_dir) / card_name(card))
+        model.config.mlm_decode_masked_only = False  # the saved seed returns (batch, seq, vocab) logits
+        out = save_checkpoint(model, Path(out_dir) / card_name(card), tok)
         result = PretrainResult(card=card.to_dict(), checkpoint=str(out), steps=stats.steps,
                                 wall_s=time.perf_counter() - t0, tokens_per_s=stats.tokens_per_s,
                                 corpus_size=len(corpus), config=asdict(config), curve=stats.curve)

@@ -36,12 +36,14 @@ def load_tokenizer(spec: str | Path):
     """A ``transformers`` tokenizer from a WordPiece ``vocab.txt``, a saved directory or a hub id."""
     from transformers import AutoTokenizer, BertTokenizer
 
+    from flexibert.model.checkpoint import load_saved_tokenizer
+
     path = Path(spec)
     try:
         if path.is_file():
             tok = BertTokenizer(vocab=str(path))
         elif path.is_dir():
-            tok = _tokenizer_class(path).from_pretrained(str(path))
+            tok = load_saved_tokenizer(path)
         elif isinstance(spec, Path) or str(spec).startswith((".", "/", "~")):
             raise FlexiBertError(f"tokenizer not found: {spec}")
         else:
@@ -58,19 +60,6 @@ def load_tokenizer(spec: str | Path):
     if tok.model_max_length > 100_000:  # "unlimited": a saved checkpoint's own length is kept
         tok.model_max_length = 512
     return tok
-
-
-def _tokenizer_class(path: Path):
-    """The class named in ``tokenizer_config.json``: ``AutoTokenizer`` would also read a checkpoint's
-    ``config.json`` and warn about its (FlexiBERT) model type."""
-    import transformers
-
-    try:
-        name = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
-    except (OSError, ValueError, AttributeError):
-        name = None
-    cls = getattr(transformers, name, None) if isinstance(name, str) else None
-    return cls or transformers.AutoTokenizer
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 16384, min_frequency: int = 2):
@@ -133,7 +122,7 @@ def resolve_tokenizer(spec: str | Path | None, texts: Iterable[str] | None = Non
     return str(cached_wordpiece(list(texts), cache_dir))
 
 
-def tokenizer_fingerprint(tok) -> str:
+def tokenizer_digest(tok) -> str:
     """Digest of the full tokenizer pipeline (vocab, normalizer, ...): a key for encoded-data caches."""
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:  # a pure-Python tokenizer: its class and vocabulary

@@ -1,0 +1,46 @@
+"""Token ids of a split, cached on disk by content so that parallel trials of a search share them.
+
+The key digests the split's data (:func:`~flexibert.train.data.split_digest`), the tokenizer's
+pipeline (:func:`~flexibert.train.tokenization.tokenizer_digest`), the length, the subset size and
+the validation holdout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flexibert._common import FlexiBertError
+from flexibert.train.batching import Encoded, encode
+from flexibert.train.data import DataSource, load_split, split_digest
+from flexibert.train.tasks import Task
+from flexibert.train.tokenization import tokenizer_digest
+
+SUBSET_SEED = 42  # training subsets do not follow the trial seed: every trial of a search sees the same data
+HOLDOUT_SEED = 7  # likewise the validation holdout: every trial and every finalist is scored on the same one
+VALIDATION = "validation"  # the split carved out of train by ``holdout``
+
+
+def encoded_split(source: DataSource, task: Task, split: str, tokenizer, max_len: int, cache_dir: Path,
+                  max_samples: int | None = None, holdout: int | None = None) -> Encoded:
+    """Token ids of a split (or of its seeded subset), from the cache when it holds them.
+
+    With ``holdout``, ``holdout`` training examples are carved out (seeded, fixed) as the split
+    ``"validation"``, and ``"train"`` is the rest; ``max_samples`` then subsets that rest.
+    """
+    source_split = "train" if split == VALIDATION else split
+    key = f"{split_digest(source, task, source_split)}-{tokenizer_digest(tokenizer)}-{max_len}-{max_samples}-{holdout}"
+    cache = Path(cache_dir) / "encoded" / f"{task.name}-{split}-{key}.npz"
+    cached = Encoded.load(cache) if cache.exists() else None
+    if cached is not None:
+        return cached
+    examples = load_split(source, task, source_split)
+    if split == VALIDATION and not holdout:
+        raise FlexiBertError("the validation split exists only with a holdout carved from train")
+    if holdout and split in ("train", VALIDATION):
+        rest, val = examples.holdout(holdout, HOLDOUT_SEED)
+        examples = val if split == VALIDATION else rest
+    if split != VALIDATION:
+        examples = examples.subset(max_samples, SUBSET_SEED)
+    enc = encode(examples, tokenizer, max_len)
+    enc.save(cache)
+    return enc
