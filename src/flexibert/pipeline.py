@@ -15,26 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from flexibert._common import FlexiBertError, read_yaml, write_json
+from flexibert._common import FlexiBertError, build_config, read_yaml, write_json
 
 if TYPE_CHECKING:
     from flexibert.search.config import SearchConfig
 
 Log = Callable[[str], None]
 SEED_ROUTES = ("mlm", "import-bert", "scratch")
-
-
-def _section(cls, raw: Any, where: str):
-    """Build a config dataclass from a mapping, naming unknown keys."""
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise FlexiBertError(f"run config: '{where}' must be a mapping")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise FlexiBertError(f"run config: unknown key(s) {unknown} in '{where}'; expected {sorted(known)}")
-    return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -159,7 +146,7 @@ class RunConfig:
         for key in ("name", "task"):
             if not raw.get(key):
                 raise FlexiBertError(f"run config {path}: '{key}' is required")
-        values = {k: (_section(sections[k], v, k) if k in sections else v) for k, v in raw.items()}
+        values = {k: (build_config(sections[k], v, f"'{k}'") if k in sections else v) for k, v in raw.items()}
         if data_dir is not None:
             values["data"] = str(data_dir)
         if not isinstance(values["task"], str):
@@ -169,6 +156,8 @@ class RunConfig:
         config = cls(**values)
         if config.positions not in (None, "absolute", "relative_key"):
             raise FlexiBertError(f"run config: positions {config.positions!r} is not absolute or relative_key")
+        if config.user_task() is not None:
+            config.user_task().task()  # the user's files are read now: a bad row fails before any work
         if config.confirm.k < 0:
             raise FlexiBertError(f"run config: confirm.k must be >= 0, got {config.confirm.k}")
         if config.seeds.route not in SEED_ROUTES:
@@ -281,7 +270,7 @@ def _search_config(config: RunConfig, library: Path, tokenizer: str, vocab_size:
         profile=config.training.profile, data=config.data, max_train_samples=config.training.max_train_samples,
         tokenizer=tokenizer, seed=config.seed, seed_checkpoints=seed_paths,
         user_task=user.to_dict() if user else None, positions=config.run_positions, holdout=holdout,
-        vocab_size=vocab_size, budget=budget or None, latency_model=latency_model,
+        vocab_size=vocab_size, limits=budget or None, latency_model=latency_model,
     )
     return SearchConfig(task=config.task_name, oracle=train, acquisition=config.search.acquisition,
                         budget=config.search.budget, seed=config.seed, k=config.space.k)
@@ -313,7 +302,8 @@ def _threads(config: RunConfig) -> int:
 def _confirm(config: RunConfig, run_dir: Path, search_config: SearchConfig, log: Log,
              progress: Progress) -> list[dict[str, Any]]:
     """Retrain the top-k trials by proxy score from their initial weights at full fidelity; score each on
-    validation (which picks the winner) and on dev (which is only reported)."""
+    validation (which picks the winner) and on dev (which is only reported). Finalists run one after
+    another, each on all of this machine's cores."""
     import os
 
     from flexibert.search.loop import budget_mask, initial_checkpoint
@@ -323,9 +313,10 @@ def _confirm(config: RunConfig, run_dir: Path, search_config: SearchConfig, log:
     from flexibert.train.trial import TrialResult, train_trial
 
     oracle = TrainOracle(search_config.task, search_config.oracle)
+    task = config.task_and_source()[0]
     with RunStore(run_dir / "search", read_only=True) as store:
         done = sorted((t for t in store.trials("done") if t.value is not None), key=lambda t: -t.value)
-        if search_config.oracle.budget:  # a seed over budget was trained for its children, never to win
+        if search_config.oracle.limits:  # a seed over budget was trained for its children, never to win
             fits = budget_mask([ModelCard.from_dict(t.card) for t in done], search_config.oracle)
             done = [t for t, ok in zip(done, fits) if ok]
         finalists = done[: config.confirm.k]
@@ -333,7 +324,7 @@ def _confirm(config: RunConfig, run_dir: Path, search_config: SearchConfig, log:
     rows = []
     for i, (t, init) in enumerate(zip(finalists, inits)):
         progress("confirmation", i, len(finalists))
-        workdir = run_dir / "confirm" / f"{i + 1}-{t.card_hash[:8]}"
+        workdir = (run_dir / "confirm" / f"{i + 1}-{t.card_hash[:8]}").resolve()
         finished = [d for d in sorted(workdir.glob("attempt-*")) if (d / "result.json").exists()]
         if finished:
             r = TrialResult.load(finished[-1] / "result.json")
@@ -343,8 +334,7 @@ def _confirm(config: RunConfig, run_dir: Path, search_config: SearchConfig, log:
             spec = oracle.spec(t.card, init, os.cpu_count(), config.confirm.max_train_samples,
                                full=config.confirm.max_train_samples is None)
             r = train_trial(spec, attempt)
-        task_score = oracle.spec(t.card, None).task.score(r.metrics)
-        rows.append({"card": t.card, "proxy": t.value, "validation": r.score, "dev": task_score,
+        rows.append({"card": t.card, "proxy": t.value, "validation": r.score, "dev": task.score(r.metrics),
                      "dev_metrics": r.metrics, "num_train": r.num_train, "checkpoint": r.checkpoint})
     progress("confirmation", len(finalists), len(finalists))
     return rows
@@ -371,6 +361,8 @@ def run_pipeline(
     _check_same_config(run_dir, config)
     stages = Stages(run_dir)
     space = DesignSpace.from_yaml(config.space.file, rule=config.space.rule)
+    if config.seeds.route == "import-bert" and "seeds" not in stages.done:  # a seed outside the space fails early
+        stages.mark("seeds", _import_seeds(config, run_dir, space, log, progress))
 
     library_base = run_dir / "space"
     lib = build_space(
@@ -380,8 +372,6 @@ def run_pipeline(
     log(f"space: {lib.manifest['count']:,} models, m={config.space.dims}, "
         f"|D - D_hat|_F = {lib.manifest.get('frobenius_error', float('nan')):.2f}")
 
-    if config.seeds.route == "import-bert" and "seeds" not in stages.done:
-        stages.mark("seeds", _import_seeds(config, run_dir, space, log, progress))
     if "tokenizer" not in stages.done:
         from flexibert.train.data import train_texts
         from flexibert.train.tokenization import resolve_tokenizer

@@ -19,11 +19,14 @@ def run(
 ) -> None:
     """Space -> embeddings -> seeds -> active learning -> confirmation -> report; rerun the same command to resume."""
     from rich.console import Group
-    from rich.live import Live
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from flexibert.cli.search import progress_table
-    from flexibert.pipeline import run_pipeline
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), console=console)
@@ -32,6 +35,21 @@ def run(
 
     def render():
         return Group(bars, view["search"]) if view["search"] is not None else bars
+
+    try:
+        summary = _run_live(config, out, data_dir, bars, render, tasks, view)
+    finally:
+        console.line()  # an error line then starts on a line of its own, below the live view
+    console.print(f"best model: {json.dumps(summary['best_card'])}  dev accuracy {summary['best_dev_accuracy']}")
+    console.print(f"report: {summary['report_html']}")
+    typer.echo(json.dumps(summary))
+
+
+def _run_live(config, out, data_dir, bars, render, tasks, view) -> dict:
+    from rich.live import Live
+
+    from flexibert.cli.search import progress_table
+    from flexibert.pipeline import run_pipeline
 
     with Live(render(), console=console, refresh_per_second=2, transient=False) as live:
         def stage(name: str, done: int, total: int) -> None:
@@ -44,11 +62,8 @@ def run(
             view["search"] = progress_table(progress)
             live.update(render())
 
-        summary = run_pipeline(config, out, data_dir, log=lambda msg: live.console.print(msg), on_progress=search,
-                               progress=stage)
-    console.print(f"best model: {json.dumps(summary['best_card'])}  dev accuracy {summary['best_dev_accuracy']}")
-    console.print(f"report: {summary['report_html']}")
-    typer.echo(json.dumps(summary))
+        return run_pipeline(config, out, data_dir, log=lambda msg: live.console.print(msg), on_progress=search,
+                            progress=stage)
 
 
 def report(

@@ -9,6 +9,14 @@ from typing import Any, Optional
 import typer
 
 from flexibert._common import FlexiBertError
+from flexibert.cli.train import (
+    DevFileOpt,
+    LabelColumnOpt,
+    LabelsOpt,
+    RegressionOpt,
+    TextColumnsOpt,
+    TrainFileOpt,
+)
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -73,6 +81,18 @@ def register(app: typer.Typer) -> None:
         tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Train: tokenizer spec."),
         max_train_samples: Optional[int] = typer.Option(None, "--max-train-samples",
                                                         help="Train: fine-tune on a fixed subset of this size."),
+        train_file: Optional[Path] = TrainFileOpt,
+        dev_file: Optional[Path] = DevFileOpt,
+        text_columns: str = TextColumnsOpt,
+        label_column: str = LabelColumnOpt,
+        labels: Optional[str] = LabelsOpt,
+        regression: bool = RegressionOpt,
+        holdout: Optional[int] = typer.Option(None, "--holdout",
+                                              help="Train: score trials on this many examples carved from train."),
+        positions: Optional[str] = typer.Option(None, "--positions", help="Train: relative_key (default) or absolute."),
+        cpus_per_trial: Optional[int] = typer.Option(None, "--cpus-per-trial",
+                                                     help="Cores per trial (default: the cores split between workers)."),
+        gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="GPUs per trial: 0, a fraction or a count."),
         workers: int = typer.Option(1, "--workers", min=1, help="Trials at once."),
         backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (ray backend)."),
@@ -86,6 +106,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.live import Live
 
+        from flexibert.cli.train import user_task
+        from flexibert.search.backends import TrialResources
         from flexibert.search.config import DEFAULT_LIBRARY, ORACLES, ReplayConfig, SearchConfig, TrainConfig
         from flexibert.search.loop import run_search
 
@@ -94,7 +116,8 @@ def register(app: typer.Typer) -> None:
         space_options = {"--space": space, "--rule": rule, "--library": library}
         replay_options = {"--table": table, "--sim-seconds": sim_seconds}
         train_options = {"--profile": profile, "--data": data, "--tokenizer": tokenizer,
-                         "--max-train-samples": max_train_samples}
+                         "--max-train-samples": max_train_samples, "--train-file": train_file, "--dev-file": dev_file,
+                         "--holdout": holdout, "--positions": positions}
         if resume is not None:
             given = [flag for options in (search_options, space_options, replay_options, train_options)
                      for flag, value in options.items() if value is not None]
@@ -115,9 +138,11 @@ def register(app: typer.Typer) -> None:
                     sim_seconds=sim_seconds, space=_absolute(space), rule=rule, library=where))
             elif kind == "train":
                 _refuse(kind, replay_options)
+                user = user_task(task, train_file, dev_file, text_columns, label_column, labels, regression)
                 oracle_config = TrainConfig(_absolute(space), **_given(
                     rule=rule, library=where, profile=profile, data=data, tokenizer=tokenizer,
-                    max_train_samples=max_train_samples, seed=seed))
+                    max_train_samples=max_train_samples, seed=seed, user_task=user.to_dict() if user else None,
+                    holdout=holdout, positions=positions))
             else:
                 raise FlexiBertError(f"unknown oracle {kind!r}; expected one of {list(ORACLES)}")
             config = SearchConfig(task, oracle_config, **_given(acquisition=acquisition, beta=beta, ci=ci, seed=seed,
@@ -132,7 +157,7 @@ def register(app: typer.Typer) -> None:
 
             final = run_search(run_dir, config, resume=config is None, workers=workers, backend=backend,
                                address=address, budget=budget if config is None else None, time_budget=time_budget,
-                               on_progress=show)
+                               on_progress=show, resources=TrialResources(cpus_per_trial, gpus_per_trial))
             live.update(progress_table(final), refresh=True)
         console.line()
         console.print(f"run: {run_dir}  stopped: {final.reason}")

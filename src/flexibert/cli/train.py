@@ -30,20 +30,36 @@ def _cards(card: list[str] | None, seed_models: list[str] | None, all_seeds: boo
     return cards
 
 
+TrainFileOpt = typer.Option(None, "--train-file", help="Custom task: training CSV/TSV/JSONL.")
+DevFileOpt = typer.Option(None, "--dev-file", help="Custom task: dev CSV/TSV/JSONL.")
+TextColumnsOpt = typer.Option("text", "--text-columns", help="Custom task: one or two text columns, comma-separated.")
+LabelColumnOpt = typer.Option("label", "--label-column", help="Custom task: the label column.")
+LabelsOpt = typer.Option(None, "--labels", help="Custom task: labels, comma-separated (default: the train file's).")
+RegressionOpt = typer.Option(False, "--regression", help="Custom task: the label is a number.")
+
+
+def user_task(task: str, train_file: Path | None, dev_file: Path | None, text_columns: str, label_column: str,
+              labels: str | None, regression: bool):
+    """The custom task the flags describe, or None when no file is given (a GLUE task)."""
+    from flexibert.train.user_task import UserTask
+
+    if train_file is None and dev_file is None:
+        return None
+    if train_file is None or dev_file is None:
+        raise FlexiBertError("a custom task needs both --train-file and --dev-file")
+    return UserTask(task, str(train_file.resolve()), str(dev_file.resolve()),
+                    tuple(c.strip() for c in text_columns.split(",") if c.strip()), label_column,
+                    tuple(x.strip() for x in labels.split(",")) if labels else None, regression)
+
+
 def _task_and_data(task: str, data: str | None, train_file: Path | None, dev_file: Path | None,
                    text_columns: str, label_column: str, labels: str | None, regression: bool):
     """A GLUE task with its source, or a custom task over the user's files."""
     from flexibert.train.data import as_source
     from flexibert.train.tasks import get_task
-    from flexibert.train.user_task import UserTask
 
-    if train_file is None and dev_file is None:
-        return get_task(task), as_source(data)
-    if train_file is None or dev_file is None:
-        raise FlexiBertError("a custom task needs both --train-file and --dev-file")
-    user = UserTask(task, str(train_file), str(dev_file), tuple(c.strip() for c in text_columns.split(",") if c.strip()),
-                    label_column, tuple(x.strip() for x in labels.split(",")) if labels else None, regression)
-    return user.task(), user.source()
+    user = user_task(task, train_file, dev_file, text_columns, label_column, labels, regression)
+    return (user.task(), user.source()) if user else (get_task(task), as_source(data))
 
 
 def register(app: typer.Typer) -> None:
@@ -55,12 +71,12 @@ def register(app: typer.Typer) -> None:
         seed_model: Optional[str] = typer.Option(None, "--seed-model",
                                                  help="bert-tiny, bert-mini, bert-l2-h256 or bert-l4-h128."),
         data: Optional[str] = DataOpt,
-        train_file: Optional[Path] = typer.Option(None, help="Custom task: training CSV/TSV/JSONL."),
-        dev_file: Optional[Path] = typer.Option(None, help="Custom task: dev CSV/TSV/JSONL."),
-        text_columns: str = typer.Option("text", help="Custom task: one or two text columns, comma-separated."),
-        label_column: str = typer.Option("label", help="Custom task: the label column."),
-        labels: Optional[str] = typer.Option(None, help="Custom task: labels, comma-separated (default: the train file's)."),
-        regression: bool = typer.Option(False, help="Custom task: the label is a number."),
+        train_file: Optional[Path] = TrainFileOpt,
+        dev_file: Optional[Path] = DevFileOpt,
+        text_columns: str = TextColumnsOpt,
+        label_column: str = LabelColumnOpt,
+        labels: Optional[str] = LabelsOpt,
+        regression: bool = RegressionOpt,
         init: Optional[Path] = typer.Option(None, "--init", help="FlexiBERT checkpoint to start from (weight transfer)."),
         profile: str = typer.Option("quick", help="quick or paper."),
         max_train_samples: Optional[int] = typer.Option(None, help="Train on a seeded subset of this size."),

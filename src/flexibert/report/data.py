@@ -62,6 +62,7 @@ class ReportData:
     metric_name: str = "accuracy"
     title: str = "FlexiBERT design-space report"
     params: np.ndarray | None = None  # (n,) parameter counts
+    latency_ms: np.ndarray | None = None  # (n,) latency on the run's machine (measured or predicted), if known
 
     def __post_init__(self) -> None:
         cards = tuple(self.cards)
@@ -107,7 +108,9 @@ class ReportData:
                 raise FlexiBertError(f"report data: quality[{k}] lacks key(s) {missing}")
             quality.append({key: _number(f"quality[{k}].{key}", row[key], allow_nan=True) for key in QUALITY_KEYS})
         quality.sort(key=lambda r: r["n_trained"])
-        fields = dict(cards=cards, embeddings=emb, predicted_mean=mean, predicted_std=std, params=params)
+        latency = None if self.latency_ms is None else _vector("latency_ms", self.latency_ms, n)
+        fields = dict(cards=cards, embeddings=emb, predicted_mean=mean, predicted_std=std, params=params,
+                      latency_ms=latency)
         fields.update(measured=measured, seeds=seeds, sweep=dict(sorted(sweep.items())), dissimilarity=dis)
         fields.update(quality=quality)
         for name, value in fields.items():

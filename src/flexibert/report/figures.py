@@ -156,41 +156,33 @@ def accuracy_map_figure(data: ReportData, layout: MapLayout) -> Figure:
 
 
 def pareto_figure(data: ReportData) -> Figure:
-    """Score against size: the measured Pareto front over the surrogate's predictions for every model."""
-    fig = Figure(figsize=(7, 5), layout="constrained")
-    ax = fig.subplots()
-    size = data.params / 1e6
-    ax.scatter(size, data.predicted_mean, s=3, c="lightgrey", alpha=0.5, rasterized=True, label="predicted (surrogate)")
-    predicted_front = pareto_front(data.params, data.predicted_mean)
-    ax.step(
-        size[predicted_front],
-        data.predicted_mean[predicted_front],
-        where="post",
-        ls="--",
-        color="grey",
-        lw=1,
-        label="predicted Pareto front",
-    )
+    """Score against cost: the measured Pareto front over the surrogate's predictions for every model,
+    against parameters and, when the run measured latency, against latency on its machine."""
+    axes = [("parameters (millions)", data.params / 1e6, "parameters")]
+    if data.latency_ms is not None:
+        axes.append(("latency (ms, batch 1, sequence 128)", data.latency_ms, "latency"))
+    fig = Figure(figsize=(7 * len(axes), 5), layout="constrained")
+    for ax, (label, cost, name) in zip(np.atleast_1d(fig.subplots(1, len(axes))), axes):
+        _pareto_panel(ax, data, np.asarray(cost, dtype=float), label, name)
+    return fig
+
+
+def _pareto_panel(ax, data: ReportData, cost: np.ndarray, label: str, name: str) -> None:
+    ax.scatter(cost, data.predicted_mean, s=3, c="lightgrey", alpha=0.5, rasterized=True, label="predicted (surrogate)")
+    predicted_front = pareto_front(cost, data.predicted_mean)
+    ax.step(cost[predicted_front], data.predicted_mean[predicted_front], where="post", ls="--", color="grey", lw=1,
+            label="predicted Pareto front")
     if data.measured:
         idx, values = data.measured_indices, data.measured_values
-        ax.scatter(size[idx], values, s=12, color="tab:blue", label="measured")
-        front = idx[pareto_front(data.params[idx], values)]
-        ax.step(size[front], [data.measured[i] for i in front], where="post", color="red", lw=1.5)
-        ax.scatter(
-            size[front],
-            [data.measured[i] for i in front],
-            s=40,
-            facecolors="none",
-            edgecolors="red",
-            linewidths=1.5,
-            label="measured Pareto front",
-            zorder=4,
-        )
-    ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel(f"{data.task} dev {data.metric_name}")
-    ax.set_title(f"{data.metric_name} vs size: Pareto front (max {data.metric_name}, min parameters)")
+        ax.scatter(cost[idx], values, s=12, color="tab:blue", label="measured")
+        front = idx[pareto_front(cost[idx], values)]
+        ax.step(cost[front], [data.measured[i] for i in front], where="post", color="red", lw=1.5)
+        ax.scatter(cost[front], [data.measured[i] for i in front], s=40, facecolors="none", edgecolors="red",
+                   linewidths=1.5, label="measured Pareto front", zorder=4)
+    ax.set_xlabel(label)
+    ax.set_ylabel(f"{data.task} {data.metric_name}")
+    ax.set_title(f"Pareto front: max {data.metric_name}, min {name}")
     ax.legend(loc="lower right", fontsize=8)
-    return fig
 
 
 def quality_figure(data: ReportData) -> Figure:

@@ -49,7 +49,8 @@ def _task(name: str) -> tuple[str, str]:
 
 def run_report_data(run_dir: str | Path) -> ReportData:
     """The report's input for a run or search directory, read without writing to it."""
-    from flexibert.search.config import SearchConfig
+    from flexibert.search.config import SearchConfig, TrainConfig
+    from flexibert.search.loop import surrogate_X
     from flexibert.search.store import RunStore, search_dir
     from flexibert.search.surrogate import GPSurrogate
     from flexibert.space.seeds import SEED_CARDS
@@ -62,7 +63,9 @@ def run_report_data(run_dir: str | Path) -> ReportData:
     if not done:
         raise FlexiBertError(f"{run_dir}: no finished trial to report")
     space = _space(config)
-    cards, x = space["cards"], np.asarray(space["embeddings"], dtype=float)
+    cards = space["cards"]
+    emb = np.asarray(space["embeddings"], dtype=float)
+    x = surrogate_X(config, cards, emb)  # the surrogate's inputs, as in the search
     measured = {t.card_index: float(t.value) for t in done}
     idx = np.fromiter(measured, dtype=int)
     if idx.max() >= len(cards):
@@ -82,11 +85,26 @@ def run_report_data(run_dir: str | Path) -> ReportData:
         if s.get("spearman") is not None
     ]
     task, metric = _task(config.task)
+    oc = config.oracle
+    seeds = [where[c.key] for c in SEED_CARDS.values() if c.key in where]
+    params = latency = None
+    if isinstance(oc, TrainConfig):
+        from flexibert.model.cost import param_count
+
+        if oc.seed_checkpoints:
+            seeds = [where[key] for key in oc.seed_checkpoints if key in where]
+        params = [param_count(c, oc.arch_dims()) for c in cards]
+        if oc.latency_model and Path(oc.latency_model).is_file():
+            from flexibert.model.latency import LatencyModel
+
+            latency = LatencyModel.load(oc.latency_model).predict(cards)
+        if oc.holdout:
+            metric = f"validation {metric}"  # what the search scored: dev is only reported
     return ReportData(
-        cards=cards, embeddings=x, measured=measured, predicted_mean=mean, predicted_std=std,
-        seeds=[where[c.key] for c in SEED_CARDS.values() if c.key in where],
+        cards=cards, embeddings=emb, measured=measured, predicted_mean=mean, predicted_std=std, seeds=seeds,
         sweep=space.get("sweep", {}), dissimilarity=space.get("dissimilarity"), quality=quality,
-        task=task, metric_name=metric, title=f"FlexiBERT: {run_dir.resolve().name} on {task}",
+        task=task, metric_name=metric, title=f"FlexiBERT: {run_dir.resolve().name} on {task}", params=params,
+        latency_ms=latency,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flexibert._common import FlexiBertError
+from flexibert._common import FlexiBertError, build_config
 from flexibert.search.acquisition import check_acquisition
 
 DEFAULT_LIBRARY = "runs/spaces"  # where ``flexibert space build`` puts space libraries
@@ -54,7 +54,7 @@ class TrainConfig:
     positions: str = "relative_key"  # the run's one position scheme: seeds, trials and transfers all use it
     holdout: int | None = None  # training examples carved out for validation: trials are scored on them
     vocab_size: int | None = None  # the run's tokenizer size, for the cost of a card (None: BERT's 30,522)
-    budget: dict[str, Any] | None = None  # ``Budget`` limits: candidates over them are never proposed
+    limits: dict[str, Any] | None = None  # the run's ``Budget`` (params, FLOPs, latency): none over it is proposed
     latency_model: str | None = None  # a fitted ``LatencyModel`` JSON, needed by ``max_latency_ms``
 
     def __post_init__(self) -> None:
@@ -125,23 +125,8 @@ class SearchConfig:
         kind = raw.pop("kind", None)
         if kind not in ORACLE_CONFIGS:
             raise FlexiBertError(f"run config: unknown oracle {kind!r}; expected one of {list(ORACLES)}")
-        return _build(cls, {**d, "oracle": _build(ORACLE_CONFIGS[kind], raw, f"'oracle' ({kind})")}, "the search")
-
-
-def _build(cls, raw: dict[str, Any], where: str):
-    """``cls(**raw)``, naming unknown and missing keys in one line."""
-    fields = dataclasses.fields(cls)
-    unknown = sorted(set(raw) - {f.name for f in fields})
-    if unknown:
-        raise FlexiBertError(f"run config: unknown key(s) {unknown} in {where}")
-    missing = [f.name for f in fields if f.name not in raw and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise FlexiBertError(f"run config: missing key(s) {missing} in {where}")
-    try:
-        return cls(**raw)
-    except TypeError as e:  # a value of the wrong type, e.g. a hand-edited database
-        raise FlexiBertError(f"run config: a bad value in {where}: {e}") from None
+        oracle = build_config(ORACLE_CONFIGS[kind], raw, f"'oracle' ({kind})")
+        return build_config(cls, {**d, "oracle": oracle}, "the search")
 
 
 def _nest_flat(d: dict[str, Any]) -> dict[str, Any]:

@@ -252,15 +252,18 @@ class ActiveLearner:
         for s in self.seeds:
             if s not in self.trained and s not in self.failed and s not in busy:
                 return Proposal(s, self.cards[s], None, 0.0, None)
-        if self.snapshot is None:
-            return None
+        if self.snapshot is None and len(self.trained) != 1:  # told but not yet fitted: nothing is proposed blind,
+            return None  # unless a single model (one pretrained seed) is all there is: no surrogate can be fit yet
         free = self._free_mask(busy)
         if not free.any():
             return None
         positions = np.flatnonzero(free)
         rng = np.random.default_rng([self.seed, len(self.trained), len(self.failed), len(busy)])
-        ranked = self.candidates[positions[order(self.acquisition, self._mean[positions], self._std[positions],
-                                                 self.snapshot.best_value, rng, self.beta)]]
+        if self.snapshot is None:  # one trained model (a single pretrained seed): no surrogate yet, so the
+            ranked = self.candidates[positions[rng.permutation(len(positions))]]  # overlap rule alone decides
+        else:
+            ranked = self.candidates[positions[order(self.acquisition, self._mean[positions], self._std[positions],
+                                                     self.snapshot.best_value, rng, self.beta)]]
         # Chunks of ranked candidates with their best sources, computed once per ask for all levels.
         # The neighbour chunks mostly cost a gather: overlaps are computed for trained pairs only.
         seen: dict[tuple[bool, int], tuple[np.ndarray, np.ndarray]] = {}

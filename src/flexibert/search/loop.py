@@ -98,10 +98,25 @@ def build_problem(config: SearchConfig) -> Problem:
         candidates = np.union1d(candidates, seeds)  # seeds are trained whatever the budget: children inherit them
     else:
         seeds = [where[c.key] for c in SEED_CARDS.values() if c.key in where]
-        if len(seeds) < 2:
-            raise FlexiBertError("the space holds fewer than two of the seed models (BERT-Tiny, -Mini, L2-H256, L4-H128)")
-    return Problem(list(cards), list(hashes), np.asarray(X, dtype=float), neighbors, np.asarray(candidates), seeds,
+        if not seeds:
+            raise FlexiBertError("the space holds none of the study's seed models (BERT-Tiny, -Mini, L2-H256, "
+                                 "L4-H128): give seed checkpoints")
+    if neighbors is None:  # neighbours stay those of the embedding: weight transfer follows structure
+        from flexibert.space.embed import nearest_neighbours
+
+        neighbors = nearest_neighbours(np.asarray(X, dtype=float), config.k)[0]
+    X = surrogate_X(config, cards, X)
+    return Problem(list(cards), list(hashes), X, neighbors, np.asarray(candidates), seeds,
                    oracle)
+
+
+def surrogate_X(config: SearchConfig, cards: list[ModelCard], embeddings: np.ndarray) -> np.ndarray:
+    """The surrogate's inputs: the embedding plus card statistics scaled by the search's space
+    (or by the cards' own ranges when a replay names no space); the report refits on the same."""
+    from flexibert.search.features import surrogate_inputs
+
+    space = DesignSpace.from_yaml(config.oracle.space, rule=config.oracle.rule) if config.oracle.space else None
+    return surrogate_inputs(cards, embeddings, space)
 
 
 def initial_checkpoint(store: RunStore, config: SearchConfig, t: Trial) -> str | None:
@@ -116,11 +131,11 @@ def initial_checkpoint(store: RunStore, config: SearchConfig, t: Trial) -> str |
 
 def budget_mask(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
     """Which cards lie inside the run's budget (all when it has none)."""
-    if not oc.budget:
+    if not oc.limits:
         return np.ones(len(cards), dtype=bool)
     from flexibert.model.latency import Budget, LatencyModel
 
-    budget = Budget(**oc.budget)
+    budget = Budget(**oc.limits)
     latency = None
     if budget.max_latency_ms is not None:
         if not oc.latency_model:
@@ -135,7 +150,7 @@ def _within_budget(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
     """Indices of the cards inside the run's budget: the others are never trained."""
     keep = np.flatnonzero(budget_mask(cards, oc))
     if len(keep) == 0:
-        raise FlexiBertError(f"no model of the space {oc.space} fits the budget {oc.budget}")
+        raise FlexiBertError(f"no model of the space {oc.space} fits the budget {oc.limits}")
     return keep
 
 

@@ -47,9 +47,11 @@ PROFILES: dict[str, TrainProfile] = {
     # step than 2e-5. Full SST-2, BERT-Tiny, dev accuracy: scratch 0.810 at both 1e-3 and 3e-4;
     # from our 1-epoch MLM seed 0.797 at 1e-3 but 0.818 at 3e-4 (a larger step erases the transfer).
     "quick": TrainProfile("quick", max_seq_len=64, batch_size=32, lr=3e-4, epochs=1, warmup_ratio=0.06),
-    # A pretrained encoder on a CPU: BERT's fine-tuning step. all-MiniLM-L6-v2 as HF BERT, 8,000 SST-2
-    # sentences, one epoch, 5e-5, sequence 64: dev accuracy 0.839 (a from-scratch step would erase it).
-    "pretrained": TrainProfile("pretrained", max_seq_len=64, batch_size=32, lr=5e-5, epochs=1, warmup_ratio=0.06),
+    # A pretrained encoder fine-tuned briefly on a CPU, its leading layers inherited by smaller children.
+    # all-MiniLM-L6-v2 children on 3,000 SST-2 sentences, one epoch, validation accuracy on 1,000 held out:
+    # 6 layers 0.834 at 5e-5, 0.855 at 2e-4; its first 3 layers stay at the majority class (0.55) at 5e-5
+    # and 1e-4 (a fresh pooler over an inner layer's [CLS] needs the larger step), 0.803 at 2e-4.
+    "pretrained": TrainProfile("pretrained", max_seq_len=64, batch_size=32, lr=2e-4, epochs=1, warmup_ratio=0.06),
 }
 
 

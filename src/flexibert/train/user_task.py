@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexibert._common import FlexiBertError
+from flexibert._common import FlexiBertError, build_config
 from flexibert.train.data import Files, labels_in
 from flexibert.train.tasks import Task, custom_task
 
@@ -48,15 +48,11 @@ class UserTask:
         """From a run config's ``task:`` mapping; relative paths resolve against ``base_dir``."""
         if not isinstance(raw, dict):
             raise FlexiBertError(f"task: expected a GLUE task name or a mapping, got {type(raw).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise FlexiBertError(f"task: unknown key(s) {unknown}; expected {sorted(known)}")
         missing = [k for k in ("name", "train", "dev") if not raw.get(k)]
         if missing:
             raise FlexiBertError(f"task: missing key(s) {missing}")
         paths = {k: str((Path(base_dir) / Path(raw[k]).expanduser()).resolve()) for k in ("train", "dev")}
-        return cls(**{**raw, **paths})
+        return build_config(cls, {**raw, **paths}, "'task'")
 
     def task(self) -> Task:
         """The task: a classifier over the given or found labels, or a regression."""
