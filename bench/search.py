@@ -308,4 +308,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--ask-full" in sys.argv[1:]:  # the full-space ask timing lives in its own script
+        import ask_full
+
+        ask_full.main([a for a in sys.argv[1:] if a != "--ask-full"])
+    else:
+        main()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from tests.conftest import GLUE_DIR, ROOT, VOCAB
@@ -168,6 +169,7 @@ def test_user_task_data_errors_name_file_line_and_column(tmp_path):
     assert proc.returncode == 2 and "dev file not found" in proc.stderr and "nope.csv" in proc.stderr
 
 
+@pytest.mark.slow  # about a minute: the default suite keeps near 10 minutes
 def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
     """The study's protocol: the four BERT miniature shapes, saved locally as HF checkpoints, seed the
     search through import-bert; seeds, trials and transfers all keep absolute positions."""
