@@ -156,8 +156,6 @@ class RunConfig:
         config = cls(**values)
         if config.positions not in (None, "absolute", "relative_key"):
             raise FlexiBertError(f"run config: positions {config.positions!r} is not absolute or relative_key")
-        if config.user_task() is not None:
-            config.user_task().task()  # the user's files are read now: a bad row fails before any work
         if config.confirm.k < 0:
             raise FlexiBertError(f"run config: confirm.k must be >= 0, got {config.confirm.k}")
         if config.seeds.route not in SEED_ROUTES:

@@ -27,7 +27,7 @@ class UserTask:
     dev: str
     text_columns: tuple[str, ...] = ("text",)
     label_column: str = "label"
-    labels: tuple[str, ...] | None = None  # None: the training file's distinct labels (or regression)
+    labels: tuple[str, ...] | None = None  # None: the training file's distinct labels, read once here
     regression: bool = False
 
     def __post_init__(self) -> None:
@@ -42,6 +42,8 @@ class UserTask:
         for split in ("train", "dev"):
             if not Path(getattr(self, split)).is_file():
                 raise FlexiBertError(f"task {self.name}: {split} file not found: {getattr(self, split)}")
+        if self.labels is None and not self.regression:  # stored resolved: every trial and reader agrees, and
+            object.__setattr__(self, "labels", labels_in(self.train, self.label_column))  # a bad row fails now
 
     @classmethod
     def from_mapping(cls, raw: Any, base_dir: str | Path = ".") -> "UserTask":
@@ -55,12 +57,8 @@ class UserTask:
         return build_config(cls, {**raw, **paths}, "'task'")
 
     def task(self) -> Task:
-        """The task: a classifier over the given or found labels, or a regression."""
-        if self.regression:
-            labels = None
-        else:
-            labels = self.labels or labels_in(self.train, self.label_column)
-        return custom_task(self.name, self.text_columns, self.label_column, labels)
+        """The task: a classifier over the labels, or a regression."""
+        return custom_task(self.name, self.text_columns, self.label_column, self.labels)
 
     def source(self) -> Files:
         return Files.of(train=self.train, dev=self.dev)
