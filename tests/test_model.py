@@ -562,3 +562,47 @@ def test_the_real_pretrained_encoder_imports_exactly(tmp_path):
                                                return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(ours(**batch).last_hidden_state, hf(**batch).last_hidden_state, atol=1e-5, rtol=0)
+    # sentence-transformers reads it by its mean token (1_Pooling/config.json): the import keeps that
+    assert report.pooling == "mean" and ours.config.classifier_pooling == "mean"
+
+
+def test_mean_pooling_reads_only_the_unpadded_tokens():
+    """With ``classifier_pooling: mean`` the pooler reads the mean of a sentence's own tokens, so padding it
+    beside a longer one changes nothing; BERT's ``cls`` reads the first token."""
+    config = FlexiBertConfig(vocab_size=V, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                             classifier_pooling="mean", num_labels=2)
+    torch.manual_seed(0)
+    model = FlexiBertForSequenceClassification(config).eval()
+    ids = _ids(2, 12, seed=3)
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    read = []
+    model.flexibert.pooler.register_forward_hook(lambda m, args, out: read.append(args[0]))
+    with torch.no_grad():
+        padded = model(ids, attention_mask=mask).logits
+        alone = model(ids[1:, :5]).logits
+        hidden = model.flexibert(ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(padded[1:], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(read[0][1], hidden[1, :5].mean(0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(read[0][0], hidden[0].mean(0), atol=1e-6, rtol=0)
+    model.config.classifier_pooling = "cls"
+    with torch.no_grad():
+        model(ids, attention_mask=mask)
+    torch.testing.assert_close(read[-1], hidden[:, 0], atol=1e-6, rtol=0)
+    with pytest.raises(FlexiBertError, match="classifier_pooling"):
+        FlexiBertConfig(classifier_pooling="max")
+
+
+def test_import_keeps_the_checkpoint_pooling_unless_told(hf_bert_dirs, tmp_path):
+    """A plain BERT is read by [CLS]; a sentence-transformers layout by its mean token; ``pooling`` overrides."""
+    src = tmp_path / "st"
+    shutil.copytree(hf_bert_dirs["clf"][0], src)
+    assert import_bert(src, tmp_path / "plain").pooling == "cls"
+    (src / "1_Pooling").mkdir()
+    (src / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": False,
+                                                               "pooling_mode_mean_tokens": True}))
+    assert import_bert(src, tmp_path / "st-out").pooling == "mean"
+    assert load_config(tmp_path / "st-out").classifier_pooling == "mean"
+    assert import_bert(src, tmp_path / "forced", pooling="cls").pooling == "cls"
+    with pytest.raises(FlexiBertError, match="pooling"):
+        import_bert(src, tmp_path / "bad", pooling="max")

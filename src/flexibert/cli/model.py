@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -18,13 +19,15 @@ def import_bert(
         "absolute", "--positions", help="absolute (exact parity with the BERT) or relative_key (new, untrained tables)."
     ),
     head: str = typer.Option("auto", "--head", help="auto, base, sequence-classification or masked-lm."),
+    pooling: Optional[str] = typer.Option(None, "--pooling",
+                                help="cls or mean (default: the checkpoint's own; mean for sentence-transformers)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every mapped tensor too."),
 ) -> None:
     """Convert a BERT checkpoint and print which tensors mapped and which have no counterpart."""
     from flexibert.model.import_bert import import_bert as convert
 
-    report = convert(source, out, head=head, position_embedding_type=positions)
-    typer.echo(f"wrote {report.model_class} {report.card} to {report.out_dir}")
+    report = convert(source, out, head=head, position_embedding_type=positions, pooling=pooling)
+    typer.echo(f"wrote {report.model_class} {report.card} to {report.out_dir} ({report.pooling} pooling)")
     typer.echo(f"mapped: {len(report.mapped)} tensors")
     if verbose:
         for src, dst in report.mapped:

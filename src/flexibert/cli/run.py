@@ -40,9 +40,17 @@ def run(
         summary = _run_live(config, out, data_dir, bars, render, tasks, view)
     finally:
         console.line()  # an error line then starts on a line of its own, below the live view
-    console.print(f"best model: {json.dumps(summary['best_card'])}  dev accuracy {summary['best_dev_accuracy']}")
+    console.print(f"best model: {json.dumps(summary['best_card'])}  dev {score_name(summary)} "
+                  f"{summary['best_dev_accuracy']}")
     console.print(f"report: {summary['report_html']}")
     typer.echo(json.dumps(summary))
+
+
+def score_name(summary: dict) -> str:
+    """What the summary's dev number is: a regression's (or MRPC's) is the mean of its metrics, not an accuracy."""
+    rows = summary.get("confirmed") or []
+    keys = [k for k in (rows[0].get("dev_metrics") or {}) if not k.startswith("validation_")] if rows else []
+    return "accuracy" if keys in ([], ["accuracy"]) else f"score (mean of {', '.join(keys)})"
 
 
 def _run_live(config, out, data_dir, bars, render, tasks, view) -> dict:

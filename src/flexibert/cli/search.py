@@ -90,6 +90,8 @@ def register(app: typer.Typer) -> None:
         holdout: Optional[int] = typer.Option(None, "--holdout",
                                               help="Train: score trials on this many examples carved from train."),
         positions: Optional[str] = typer.Option(None, "--positions", help="Train: relative_key (default) or absolute."),
+        pooling: Optional[str] = typer.Option(None, "--pooling",
+                                              help="Train: cls or mean (default: each seed checkpoint's own)."),
         cpus_per_trial: Optional[int] = typer.Option(None, "--cpus-per-trial",
                                                      help="Cores per trial (default: the cores split between workers)."),
         gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="GPUs per trial: 0, a fraction or a count."),
@@ -117,7 +119,7 @@ def register(app: typer.Typer) -> None:
         replay_options = {"--table": table, "--sim-seconds": sim_seconds}
         train_options = {"--profile": profile, "--data": data, "--tokenizer": tokenizer,
                          "--max-train-samples": max_train_samples, "--train-file": train_file, "--dev-file": dev_file,
-                         "--holdout": holdout, "--positions": positions}
+                         "--holdout": holdout, "--positions": positions, "--pooling": pooling}
         if resume is not None:
             given = [flag for options in (search_options, space_options, replay_options, train_options)
                      for flag, value in options.items() if value is not None]
@@ -138,11 +140,11 @@ def register(app: typer.Typer) -> None:
                     sim_seconds=sim_seconds, space=_absolute(space), rule=rule, library=where))
             elif kind == "train":
                 _refuse(kind, replay_options)
-                user = user_task(task, train_file, dev_file, text_columns, label_column, labels, regression)
+                user = user_task(task, train_file, dev_file, text_columns, label_column, labels, regression, holdout)
                 oracle_config = TrainConfig(_absolute(space), **_given(
                     rule=rule, library=where, profile=profile, data=data, tokenizer=tokenizer,
                     max_train_samples=max_train_samples, seed=seed, user_task=user.to_dict() if user else None,
-                    holdout=holdout, positions=positions))
+                    holdout=holdout, positions=positions, pooling=pooling))
             else:
                 raise FlexiBertError(f"unknown oracle {kind!r}; expected one of {list(ORACLES)}")
             config = SearchConfig(task, oracle_config, **_given(acquisition=acquisition, beta=beta, ci=ci, seed=seed,

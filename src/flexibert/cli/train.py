@@ -39,17 +39,20 @@ RegressionOpt = typer.Option(False, "--regression", help="Custom task: the label
 
 
 def user_task(task: str, train_file: Path | None, dev_file: Path | None, text_columns: str, label_column: str,
-              labels: str | None, regression: bool):
-    """The custom task the flags describe, or None when no file is given (a GLUE task)."""
+              labels: str | None, regression: bool, holdout: int | None = None):
+    """The custom task the flags describe, its files checked (with ``holdout``), or None when no file
+    is given (a GLUE task)."""
     from flexibert.train.user_task import UserTask
 
     if train_file is None and dev_file is None:
         return None
     if train_file is None or dev_file is None:
         raise FlexiBertError("a custom task needs both --train-file and --dev-file")
-    return UserTask(task, str(train_file.resolve()), str(dev_file.resolve()),
+    user = UserTask(task, str(train_file.resolve()), str(dev_file.resolve()),
                     tuple(c.strip() for c in text_columns.split(",") if c.strip()), label_column,
                     tuple(x.strip() for x in labels.split(",")) if labels else None, regression)
+    user.check(holdout)
+    return user
 
 
 def _task_and_data(task: str, data: str | None, train_file: Path | None, dev_file: Path | None,

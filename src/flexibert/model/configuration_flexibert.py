@@ -24,6 +24,7 @@ except ImportError:  # copied beside a checkpoint as remote code
     FlexiBertError = ValueError  # type: ignore[assignment,misc]
 
 POSITION_EMBEDDING_TYPES = ("relative_key", "absolute")
+POOLINGS = ("cls", "mean")
 
 
 class FlexiBertConfig(PreTrainedConfig):
@@ -34,7 +35,10 @@ class FlexiBertConfig(PreTrainedConfig):
     ``mlm_decode_masked_only``: with labels, ``FlexiBertForMaskedLM`` decodes the vocabulary only at
     the labelled positions and returns logits of shape (labelled tokens, vocab_size) instead of
     Hugging Face's (batch, seq, vocab_size); the loss is the same. Off by default; MLM pretraining
-    turns it on, since decoding every position dominates the cost of small models on a CPU."""
+    turns it on, since decoding every position dominates the cost of small models on a CPU.
+
+    ``classifier_pooling``: what the pooler reads, ``"cls"`` (BERT's first token) or ``"mean"`` (the
+    mean of the unpadded tokens, as sentence-transformers encoders are trained to be read)."""
 
     model_type = "flexibert"
 
@@ -55,6 +59,7 @@ class FlexiBertConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     tie_word_embeddings: bool = True
     mlm_decode_masked_only: bool = False
+    classifier_pooling: str = "cls"
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -62,6 +67,10 @@ class FlexiBertConfig(PreTrainedConfig):
             raise FlexiBertError(
                 f"config: position_embedding_type {self.position_embedding_type!r} is not one of "
                 f"{list(POSITION_EMBEDDING_TYPES)}"
+            )
+        if self.classifier_pooling not in POOLINGS:
+            raise FlexiBertError(
+                f"config: classifier_pooling {self.classifier_pooling!r} is not one of {list(POOLINGS)}"
             )
         for key in ("vocab_size", "type_vocab_size", "max_position_embeddings", "max_relative_position"):
             value = getattr(self, key)

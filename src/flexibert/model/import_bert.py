@@ -5,7 +5,9 @@ all-SDP card ``ModelCard.homogeneous(L, A, H, F)``. Positions stay ``absolute`` 
 default, which makes the FlexiBERT model compute exactly what the BERT computed
 (the parity test checks the logits). With ``relative_key`` the BERT position table
 has no counterpart and the new relative tables start from their initialisation;
-both are reported. Our parameter names mirror BERT's, so the mapping is by name;
+both are reported. A sentence-transformers checkpoint (``1_Pooling/config.json``) keeps its
+mean pooling as ``classifier_pooling``: read through a [CLS] it was never trained to fill, its
+smaller children stall at the majority class. Our parameter names mirror BERT's, so the mapping is by name;
 the head follows the checkpoint (classifier, masked-LM, or none) unless ``head`` says.
 Weights are read from safetensors only, never unpickled.
 """
@@ -24,6 +26,7 @@ from safetensors.torch import load_file
 from flexibert._common import FlexiBertError, atomic_dir, read_json
 from flexibert.model.checkpoint import CONFIG, WEIGHTS
 from flexibert.model.configuration_flexibert import (
+    POOLINGS,
     POSITION_EMBEDDING_TYPES,
     FlexiBertConfig,
 )
@@ -42,6 +45,7 @@ HEADS = {
 TOKENIZER_FILES = (
     "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
 )  # fmt: skip
+SENTENCE_POOLING = "1_Pooling/config.json"  # sentence-transformers: how the encoder's output is read
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 # BERT head names -> ours; everything under the base model maps to itself.
 _HEAD_NAMES = {
@@ -61,6 +65,7 @@ class ImportReport:
     mapped: tuple[tuple[str, str], ...]  # (BERT tensor, FlexiBERT tensor)
     unmapped_source: tuple[str, ...]  # BERT tensors with no counterpart (dropped)
     unmapped_target: tuple[str, ...]  # FlexiBERT tensors with no counterpart (left at initialisation)
+    pooling: str = "cls"  # what the classifier reads: the checkpoint's own pooling
 
 
 PACKAGE_SCHEME = "package:"
@@ -95,7 +100,9 @@ def resolve_source(path_or_hub_id: str) -> Path:
 
     try:
         return Path(
-            snapshot_download(path_or_hub_id, allow_patterns=[CONFIG, "*.safetensors", *TOKENIZER_FILES])
+            snapshot_download(
+                path_or_hub_id, allow_patterns=[CONFIG, "*.safetensors", SENTENCE_POOLING, *TOKENIZER_FILES]
+            )
         )
     except Exception as e:  # offline, unknown repo, network: all one message
         raise FlexiBertError(
@@ -120,7 +127,19 @@ def _read_bert(src: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return cfg, tensors
 
 
-def _card_config(bert: dict, position_embedding_type: str, num_labels: int | None) -> FlexiBertConfig:
+def checkpoint_pooling(src: Path) -> str:
+    """``mean`` for a sentence-transformers checkpoint pooled by its mean token, else BERT's ``cls``."""
+    file = src / SENTENCE_POOLING
+    if not file.is_file():
+        return "cls"
+    modes = read_json(file, f"no {SENTENCE_POOLING} in {src}")
+    if not isinstance(modes, dict):
+        raise FlexiBertError(f"{file}: expected a JSON object")
+    means = modes.get("pooling_mode_mean_tokens") or modes.get("pooling_mode_mean_sqrt_len_tokens")
+    return "mean" if means else "cls"
+
+
+def _card_config(bert: dict, position_embedding_type: str, num_labels: int | None, pooling: str) -> FlexiBertConfig:
     if bert.get("position_embedding_type", "absolute") != "absolute":
         raise FlexiBertError(
             f"BERT with {bert['position_embedding_type']!r} positions cannot be imported (absolute only)"
@@ -147,7 +166,8 @@ def _card_config(bert: dict, position_embedding_type: str, num_labels: int | Non
         if len(kwargs.get("id2label") or {}) != num_labels:
             kwargs.pop("id2label", None)
             kwargs.pop("label2id", None)
-    return FlexiBertConfig.from_card(card, position_embedding_type=position_embedding_type, **kwargs)
+    return FlexiBertConfig.from_card(card, position_embedding_type=position_embedding_type,
+                                     classifier_pooling=pooling, **kwargs)
 
 
 def _target_name(bert_name: str, prefix: str) -> str:
@@ -164,11 +184,13 @@ def import_bert(
     out_dir: str | Path,
     head: str = "auto",
     position_embedding_type: str = "absolute",
+    pooling: str | None = None,
 ) -> ImportReport:
     """Convert a BERT checkpoint into a FlexiBERT checkpoint in the new directory ``out_dir``.
 
     ``head``: ``auto`` (a classifier if the checkpoint has one, else masked-LM if it has an
     MLM head, else the base model), or one of ``base``, ``sequence-classification``, ``masked-lm``.
+    ``pooling``: ``cls`` or ``mean``; by default the checkpoint's own (:func:`checkpoint_pooling`).
     """
     if head != "auto" and head not in HEADS:
         raise FlexiBertError(f"unknown head {head!r}; expected auto or one of {list(HEADS)}")
@@ -176,6 +198,8 @@ def import_bert(
         raise FlexiBertError(
             f"unknown position embeddings {position_embedding_type!r}; expected one of {list(POSITION_EMBEDDING_TYPES)}"
         )
+    if pooling is not None and pooling not in POOLINGS:
+        raise FlexiBertError(f"unknown pooling {pooling!r}; expected one of {list(POOLINGS)}")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:  # refuses an existing non-empty out_dir before any work
         src = resolve_source(str(path_or_hub_id))
@@ -192,7 +216,7 @@ def import_bert(
         model_class = HEADS[head]
         clf = tensors.get("classifier.weight", tensors.get("bert.classifier.weight"))
         num_labels = clf.shape[0] if head == "sequence-classification" and clf is not None else None
-        config = _card_config(bert, position_embedding_type, num_labels)
+        config = _card_config(bert, position_embedding_type, num_labels, pooling or checkpoint_pooling(src))
         model = model_class(config)
         prefix = "" if model_class is FlexiBertModel else f"{model.base_model_prefix}."
         targets = model.state_dict()
@@ -230,4 +254,5 @@ def import_bert(
         mapped=tuple(pairs),
         unmapped_source=tuple(unmapped_source),
         unmapped_target=tuple(unmapped_target),
+        pooling=config.classifier_pooling,
     )

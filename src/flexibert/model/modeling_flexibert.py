@@ -188,7 +188,7 @@ class FlexiBertPooler(nn.Module):
         self.dense = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(x[:, 0]))
+        return torch.tanh(self.dense(x))
 
 
 class FlexiBertPreTrainedModel(PreTrainedModel):
@@ -245,7 +245,13 @@ class FlexiBertModel(FlexiBertPreTrainedModel):
             x = layer(x, padding_bias, relative_index)
             if hidden is not None:
                 hidden += (x,)
-        pooled = self.pooler(x) if self.pooler is not None else None
+        pooled = None
+        if self.pooler is not None:
+            if self.config.classifier_pooling == "mean" and attention_mask is not None:
+                keep = attention_mask[..., None].to(dtype=x.dtype)
+                pooled = self.pooler((x * keep).sum(1) / keep.sum(1).clamp(min=1.0))
+            else:
+                pooled = self.pooler(x.mean(1) if self.config.classifier_pooling == "mean" else x[:, 0])
         out = BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, hidden_states=hidden)
         return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
 

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0  # the training seed
     user_task: dict[str, Any] | None = None  # a user task over files (``UserTask.to_dict``); None: a GLUE task
     positions: str = "relative_key"  # the run's one position scheme: seeds, trials and transfers all use it
+    pooling: str | None = None  # what classifiers read, cls or mean (None: each trial's init checkpoint's own)
     holdout: int | None = None  # training examples carved out for validation: trials are scored on them
     vocab_size: int | None = None  # the run's tokenizer size, for the cost of a card (None: BERT's 30,522)
     limits: dict[str, Any] | None = None  # the run's ``Budget`` (params, FLOPs, latency): none over it is proposed
@@ -64,6 +65,8 @@ class TrainConfig:
             raise FlexiBertError(f"max_train_samples must be >= 1, got {self.max_train_samples}")
         if self.positions not in ("relative_key", "absolute"):
             raise FlexiBertError(f"positions must be relative_key or absolute, got {self.positions!r}")
+        if self.pooling not in (None, "cls", "mean"):
+            raise FlexiBertError(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"holdout must be >= 1 training example, got {self.holdout}")
 

@@ -128,7 +128,8 @@ class TrainOracle:
         elif profile.max_train_samples is not None:
             profile = dataclasses.replace(profile, max_train_samples=None)
         return TrialSpec(card, task, profile, init=init, data=data, tokenizer=c.tokenizer, seed=c.seed,
-                         num_threads=num_threads, cache_dir=self.cache_dir, positions=c.positions, holdout=c.holdout)
+                         num_threads=num_threads, cache_dir=self.cache_dir, positions=c.positions, pooling=c.pooling,
+                         holdout=c.holdout)
 
     def __call__(self, request: TrialRequest) -> TrialOutcome:
         from flexibert.train.trial import train_trial

@@ -145,7 +145,7 @@ def load_split(source: DataSource | str | Path | None, task: Task, split: str) -
         examples = _parse_rows(rows, path, task, task.tsv_text, task.tsv_label)
     elif isinstance(source, Files):
         path = source.path(split)
-        examples = _parse_rows(_read_file(path), path, task, task.text_columns, task.label_column)
+        examples = _parse_rows(_read_file(path), path, task, task.text_columns, task.label_column, empty_text=False)
     else:
         examples = _load_hf(source, task, split)
     if len(examples) == 0:
@@ -177,14 +177,22 @@ def split_digest(source: DataSource | str | Path | None, task: Task, split: str)
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
+def label_text(value: Any) -> str:
+    """A label's name: JSON and YAML give numbers, and ``1.0`` must name the same class as ``1``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def labels_in(path: str | Path, column: str) -> tuple[str, ...]:
     """The distinct labels of a user file's column, numerically sorted when they are all numbers."""
     path = Path(path)
     values = set()
     for line, row in _read_file(path):
-        if column not in row or row[column] is None:
-            raise FlexiBertError(f"{path} line {line}: missing column {column!r}")
-        values.add(str(row[column]).strip())
+        value = label_text(_field(row, column, path, line))
+        if not value:  # a missing label would otherwise become a class of its own
+            raise FlexiBertError(f"{path} line {line}, {_column_name(column)}: empty label")
+        values.add(value)
     if not values:
         raise FlexiBertError(f"{path}: no rows to take labels from")
     try:
@@ -212,8 +220,10 @@ def _stat(path: Path) -> list[Any]:
 
 
 def _open(path: Path):
+    """A user file as text; ``utf-8-sig`` drops the byte-order mark Excel and Notepad write, which would
+    otherwise glue itself to the first column's name (or break the first JSON line)."""
     try:
-        return open(path, newline="", encoding="utf-8")
+        return open(path, newline="", encoding="utf-8-sig")
     except FileNotFoundError:
         raise FlexiBertError(f"data file not found: {path}") from None
     except IsADirectoryError:
@@ -256,9 +266,12 @@ def _read_delimited(path: Path, delimiter: str, header: bool) -> Iterator[tuple[
                 yield reader.line_num, fields
                 continue
             if len(fields) != len(names):
+                quoted = delimiter == "\t" and any(f.startswith('"') for f in fields)
+                hint = ("; quotes are not special in a .tsv (GLUE style), so a text holding a tab or a newline "
+                        "needs .csv or .jsonl") if quoted else ""
                 raise FlexiBertError(
                     f"{path} line {reader.line_num}: expected {len(names)} columns as in the header, "
-                    f"found {len(fields)}"
+                    f"found {len(fields)}{hint}"
                 )
             yield reader.line_num, dict(zip(names, fields))
 
@@ -304,7 +317,9 @@ def _label_id(value: Any, task: Task, where: str) -> float | int:
         if not np.isfinite(out):
             raise FlexiBertError(f"{where}: regression label is not finite: {value!r}")
         return out
-    text = str(value).strip()
+    text = label_text(value)
+    if not text:
+        raise FlexiBertError(f"{where}: empty label; expected one of {list(task.labels)}")
     try:
         return task.labels.index(text)
     except ValueError:
@@ -312,7 +327,9 @@ def _label_id(value: Any, task: Task, where: str) -> float | int:
 
 
 def _parse_rows(rows: Iterator[tuple[int, Row]], path: Path, task: Task,
-                text_cols: tuple[str | int, ...], label_col: str | int) -> Examples:
+                text_cols: tuple[str | int, ...], label_col: str | int, empty_text: bool = True) -> Examples:
+    """Examples of ``rows``; ``empty_text=False`` (the user's files) refuses a blank text cell, which in
+    a user's export is a missing value, not a sentence."""
     texts: list[list[str]] = [[] for _ in text_cols]
     labels: list[float | int] = []
     for line, row in rows:
@@ -320,6 +337,8 @@ def _parse_rows(rows: Iterator[tuple[int, Row]], path: Path, task: Task,
             value = _field(row, col, path, line)
             if not isinstance(value, str):
                 raise FlexiBertError(f"{path} line {line}, {_column_name(col)}: text must be a string, got {value!r}")
+            if not empty_text and not value.strip():
+                raise FlexiBertError(f"{path} line {line}, {_column_name(col)}: empty text")
             out.append(value.strip())
         where = f"{path} line {line}, {_column_name(label_col)}"
         labels.append(_label_id(_field(row, label_col, path, line), task, where))

@@ -144,19 +144,50 @@ def encode_corpus(texts: Sequence[str], tokenizer, max_len: int) -> Encoded:
     return encode(examples, tokenizer, max_len)
 
 
+def new_seed(card: ModelCard, tokenizer, positions: str, seed: int, embeddings: str | Path | None = None):
+    """A fresh masked-LM model of ``card``; with ``embeddings`` (a BERT-family checkpoint sharing the
+    tokenizer), its word embeddings start from that checkpoint's, projected to the card's width."""
+    import torch
+
+    from flexibert.model.configuration_flexibert import FlexiBertConfig
+    from flexibert.model.embedding_init import init_word_embeddings, read_word_embeddings
+    from flexibert.model.modeling_flexibert import FlexiBertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = FlexiBertConfig.from_card(card, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                       position_embedding_type=positions)
+    model = FlexiBertForMaskedLM(config)
+    if embeddings is not None:
+        init_word_embeddings(model, read_word_embeddings(embeddings))
+    return model
+
+
+def embedding_seeds(cards: Sequence[ModelCard], tokenizer: str | Path, out_dir: str | Path, embeddings: str | Path,
+                    positions: str = "relative_key", *, seed: int = 42) -> list[str]:
+    """Seeds without pretraining: each card fresh but for its word embeddings, projected from ``embeddings``;
+    saved as ``out_dir/<name>/`` (checkpoint + tokenizer). Returns the checkpoint paths."""
+    from flexibert.model.checkpoint import save_checkpoint
+
+    cards = list(dict.fromkeys(cards))
+    for card in cards:
+        ensure_new(Path(out_dir) / card_name(card))
+    tok = load_tokenizer(tokenizer)
+    return [str(save_checkpoint(new_seed(card, tok, positions, seed, embeddings), Path(out_dir) / card_name(card),
+                                tok)) for card in cards]
+
+
 def pretrain(cards: Sequence[ModelCard], corpus: Sequence[str], tokenizer: str | Path, out_dir: str | Path,
              config: MlmConfig = MlmConfig(), *, seed: int = 42, num_threads: int | None = None,
-             device: str | None = None) -> list[PretrainResult]:
+             device: str | None = None, embeddings: str | Path | None = None) -> list[PretrainResult]:
     """MLM-pretrain each card on ``corpus``; save ``out_dir/<name>/`` (checkpoint + tokenizer + ``pretrain.json``).
 
     ``<name>`` is the seed's name for a seed card (``bert-tiny``), else a digest of the card.
     ``device``: a torch device; by default CUDA when available, else the CPU.
+    ``embeddings``: start each model's word embeddings from this checkpoint's (:func:`new_seed`).
     """
     import torch
 
     from flexibert.model.checkpoint import save_checkpoint
-    from flexibert.model.configuration_flexibert import FlexiBertConfig
-    from flexibert.model.modeling_flexibert import FlexiBertForMaskedLM
 
     cards = list(dict.fromkeys(cards))  # one checkpoint per distinct card
     for card in cards:
@@ -168,10 +199,9 @@ def pretrain(cards: Sequence[ModelCard], corpus: Sequence[str], tokenizer: str |
     results = []
     for card in cards:
         t0 = time.perf_counter()
-        torch.manual_seed(seed)
-        model_config = FlexiBertConfig.from_card(card, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
-                                                 position_embedding_type=config.positions, mlm_decode_masked_only=True)
-        model = FlexiBertForMaskedLM(model_config).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = new_seed(card, tok, config.positions, seed, embeddings)
+        model.config.mlm_decode_masked_only = True
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         stats = fit(model, data, config.optimization(), seed=seed, pad_id=tok.pad_token_id,
                     prepare=Masker(tok, config.mlm_probability, seed))
         model.config.mlm_decode_masked_only = False  # the saved seed returns (batch, seq, vocab) logits

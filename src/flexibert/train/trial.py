@@ -17,7 +17,7 @@ from typing import Any
 
 from flexibert._common import FlexiBertError, write_json
 from flexibert.model.checkpoint import load_checkpoint, load_config, save_checkpoint
-from flexibert.model.configuration_flexibert import POSITION_EMBEDDING_TYPES
+from flexibert.model.configuration_flexibert import POOLINGS, POSITION_EMBEDDING_TYPES
 from flexibert.space.design_space import ModelCard
 from flexibert.train.data import DataSource, HFDataset, as_source, train_texts
 from flexibert.train.encoding_cache import VALIDATION, encoded_split
@@ -44,6 +44,8 @@ class TrialSpec:
     ``device``: a torch device; by default CUDA when available, else the CPU.
     ``positions``: the position scheme (``absolute`` or ``relative_key``); by default the init
     checkpoint's own (a pretrained encoder keeps its scheme), else ``relative_key``.
+    ``pooling``: what the classifier reads (``cls`` or ``mean``); by default the init checkpoint's own
+    (a sentence-transformers encoder is read by its mean token), else ``cls``.
     ``holdout``: carve this many training examples out as a validation split (fixed seed); the
     trial's ``score`` is then its validation score, and dev is only reported.
     """
@@ -59,6 +61,7 @@ class TrialSpec:
     cache_dir: Path | None = None
     device: str | None = None
     positions: str | None = None
+    pooling: str | None = None
     holdout: int | None = None
 
     def __post_init__(self) -> None:
@@ -74,6 +77,8 @@ class TrialSpec:
         put("cache_dir", None if self.cache_dir is None else Path(self.cache_dir))
         if self.positions is not None and self.positions not in POSITION_EMBEDDING_TYPES:
             raise FlexiBertError(f"positions must be one of {list(POSITION_EMBEDDING_TYPES)}, got {self.positions!r}")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise FlexiBertError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"a validation holdout needs at least 1 example, got {self.holdout}")
 
@@ -126,7 +131,7 @@ def task_tokenizer(task: Task, source: DataSource, tokenizer: str | Path | None,
 
 
 def build_classifier(card: ModelCard, tokenizer, num_labels: int, seed: int, labels: tuple[str, ...] | None = None,
-                     positions: str = "relative_key"):
+                     positions: str = "relative_key", pooling: str = "cls"):
     """A fresh FlexiBERT classifier for ``card``, initialised from ``seed``, sized to the tokenizer.
 
     ``labels`` name the classes in ``config.id2label``, so an exported model predicts real label names.
@@ -139,7 +144,8 @@ def build_classifier(card: ModelCard, tokenizer, num_labels: int, seed: int, lab
     torch.manual_seed(seed)
     names = {"id2label": dict(enumerate(labels)), "label2id": {v: i for i, v in enumerate(labels)}} if labels else {}
     config = FlexiBertConfig.from_card(card, vocab_size=len(tokenizer), num_labels=num_labels,
-                                       pad_token_id=tokenizer.pad_token_id, position_embedding_type=positions, **names)
+                                       pad_token_id=tokenizer.pad_token_id, position_embedding_type=positions,
+                                       classifier_pooling=pooling, **names)
     return FlexiBertForSequenceClassification(config)
 
 
@@ -186,9 +192,11 @@ def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
     tok.model_max_length = prof.max_seq_len  # saved with the checkpoint: evaluation reuses the length
     train = encoded_split(source, task, "train", tok, prof.max_seq_len, cache, prof.max_train_samples, spec.holdout)
     dev = {s: encoded_split(source, task, s, tok, prof.max_seq_len, cache) for s in task.dev_splits}
-    positions = spec.positions or (load_config(init).position_embedding_type if init else "relative_key")
+    init_config = load_config(init) if init else None
+    positions = spec.positions or (init_config.position_embedding_type if init_config else "relative_key")
+    pooling = spec.pooling or (init_config.classifier_pooling if init_config else "cls")
 
-    model = build_classifier(spec.card, tok, task.num_labels, spec.seed, task.labels, positions)
+    model = build_classifier(spec.card, tok, task.num_labels, spec.seed, task.labels, positions, pooling)
     overlap = _transfer_from(model, init) if init is not None else 0.0
     model.to(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(spec.seed)  # dropout masks: the same whether or not a transfer happened
