@@ -149,9 +149,9 @@ def build_classifier(card: ModelCard, tokenizer, num_labels: int, seed: int, lab
     return FlexiBertForSequenceClassification(config)
 
 
-def check_init_vocab(init: Path, tokenizer) -> None:
+def check_init_vocab(init: Path, init_config, tokenizer) -> None:
     """Before any work: token ids mean nothing across vocabularies, so weights could not transfer."""
-    vocab = load_config(init).vocab_size
+    vocab = init_config.vocab_size
     if vocab != len(tokenizer):
         raise FlexiBertError(
             f"checkpoint {init}: vocabulary of {vocab} tokens, but the tokenizer has {len(tokenizer)}; "
@@ -187,12 +187,12 @@ def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
 
     tok_spec = task_tokenizer(task, source, spec.tokenizer, init, cache)
     tok = load_tokenizer(tok_spec)
-    if init is not None:
-        check_init_vocab(init, tok)
+    init_config = load_config(init) if init is not None else None
+    if init_config is not None:
+        check_init_vocab(init, init_config, tok)
     tok.model_max_length = prof.max_seq_len  # saved with the checkpoint: evaluation reuses the length
     train = encoded_split(source, task, "train", tok, prof.max_seq_len, cache, prof.max_train_samples, spec.holdout)
     dev = {s: encoded_split(source, task, s, tok, prof.max_seq_len, cache) for s in task.dev_splits}
-    init_config = load_config(init) if init else None
     positions = spec.positions or (init_config.position_embedding_type if init_config else "relative_key")
     pooling = spec.pooling or (init_config.classifier_pooling if init_config else "cls")
 
