@@ -168,6 +168,22 @@ def test_cli_export_best_and_refusal_to_overwrite(trained, tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_export_writes_the_model_card_as_readme(trained, tmp_path):
+    from flexibert.model.cost import flops, param_count
+    from flexibert.report.model_card import model_card
+    from flexibert.space.design_space import ModelCard
+
+    card = ModelCard.from_dict(trained.card)
+    dev = trained.metrics["accuracy"]
+    readme = model_card({"card": trained.card, "validation": trained.score, "dev": dev, "params": param_count(card),
+                         "flops": flops(card), "latency_ms": None, "task": "SST-2",
+                         "data": f"{trained.num_train} SST-2 training sentences."})
+    out = export_checkpoint(trained.checkpoint, tmp_path / "with-card", readme=readme)
+    assert (out / "README.md").read_text() == readme and f"{dev:.4f}" in readme
+    assert (out / "modeling_flexibert.py").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["with-card"]  # written with the rest, no temp left
+
+
 def test_export_into_a_non_empty_directory_is_refused(trained, tmp_path):
     out = tmp_path / "taken"
     out.mkdir()

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from flexibert.space.design_space import ModelCard
-from tests.test_report import study_measured, study_report_dir, study_seeds
+from tests.test_report import REFERENCE, study_choice, study_measured, study_report_dir, study_seeds
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
@@ -123,14 +123,14 @@ class Browser:
                 return value
             time.sleep(0.2)
 
-    def open(self, url: str) -> None:
+    def open(self, url: str, height: int = 1000) -> None:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page", "Network"):
             self.send(f"{domain}.enable")
         self.send(
             "Emulation.setDeviceMetricsOverride",
-            {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+            {"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
         self.send("Page.navigate", {"url": url})
         state = "[location.href, document.readyState]"
@@ -268,3 +268,35 @@ def test_report_renders_hovers_and_filters_in_headless_chromium(study, report, b
     assert browser.errors() == []
     remote = [u for u in browser.requests() if not u.startswith(("file:", "data:", "about:"))]
     assert remote == [], "the report must work offline"
+
+
+# Each key line of the answer: its text and where it lies in the viewport, before any scroll.
+ANSWER_BOXES = """
+(() => ['fb-winner', 'fb-reference', 'fb-retention'].map(id => {
+  const e = document.getElementById(id);
+  const r = e.getBoundingClientRect();
+  const style = getComputedStyle(e);
+  return {id, text: e.textContent, top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+          shown: style.visibility === 'visible' && style.display !== 'none' && r.width > 0 && r.height > 0};
+}))()
+"""
+
+
+def test_answer_is_on_the_first_screen(study, report, browser):
+    """At 1280x800, the winner, the reference and the retention are in view without scrolling."""
+    browser.open((report / "report.html").resolve().as_uri(), height=800)
+    assert browser.evaluate("[innerWidth, innerHeight, scrollY]") == [1280, 800, 0]
+    boxes = {b["id"]: b for b in browser.evaluate(ANSWER_BOXES)}
+    for b in boxes.values():
+        assert b["shown"], b
+        assert 0 <= b["top"] and b["bottom"] <= 800 and 0 <= b["left"] and b["right"] <= 1280, b
+    cards = [ModelCard.from_dict(d) for d in study["model_dicts"]]
+    choice = study_choice(study)
+    winner = cards[choice["winner"]]
+    assert str(winner) in boxes["fb-winner"]["text"] or f"L{winner.l} A{winner.a[0]} H{winner.h[0]}" in \
+        boxes["fb-winner"]["text"]
+    assert REFERENCE in boxes["fb-reference"]["text"]
+    measured = study_measured(study)
+    validation = measured[choice["winner"]] / measured[choice["reference"]]
+    assert f"{100 * validation:.1f}% of its validation accuracy" in boxes["fb-retention"]["text"]
+    assert browser.errors() == []

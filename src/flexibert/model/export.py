@@ -26,8 +26,12 @@ AUTO_MAP = {
 }
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Copy a validated FlexiBERT checkpoint into a new directory ``out_dir`` with its remote code."""
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, readme: str | None = None) -> Path:
+    """Copy a validated FlexiBERT checkpoint into a new directory ``out_dir`` with its remote code.
+
+    ``readme``, when given, is the hub model card (see ``flexibert.report.model_card``), written as
+    ``README.md`` in the same atomic step: the directory appears whole or not at all.
+    """
     from flexibert._common import atomic_dir, ensure_new
     from flexibert.model.checkpoint import load_checkpoint
 
@@ -46,6 +50,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         for name in CODE:
             shutil.copy2(package / name, tmp / name)
+        if readme is not None:
+            (tmp / "README.md").write_text(readme)
     return Path(out_dir)
 
 

@@ -7,9 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
+from flexibert.report.data import ReportData
 from flexibert.space.design_space import PER_LAYER, ModelCard
 
 DIMENSION_NAMES = {"a": "heads", "h": "hidden", "f": "feed-forward", "s": "similarity"}
+JUDGED = 20  # fewer trained models than this: the held-out rank correlation says little either way
 
 
 def pareto_front(params: Sequence[float], values: Sequence[float]) -> np.ndarray:
@@ -47,6 +49,50 @@ def top_k(
     params = np.asarray(params, dtype=float)
     order = np.lexsort((indices, params, -values) if largest else (indices, -params, values))
     return [int(i) for i in indices[order[:k]]]
+
+
+def allowed_measured(data: ReportData) -> np.ndarray:
+    """The measured models the budget allows."""
+    idx = data.measured_indices
+    return idx[data.allowed[idx]]
+
+
+def best_measured(data: ReportData) -> int | None:
+    """The best measured model within budget; None when no measured model fits."""
+    idx = allowed_measured(data)
+    if not len(idx):
+        return None
+    return top_k(idx, [data.measured[i] for i in idx], data.params[idx], 1)[0]
+
+
+def best_predicted(data: ReportData) -> int | None:
+    """The model within budget the surrogate ranks first; None when the budget allows none."""
+    idx = np.flatnonzero(data.allowed)
+    return top_k(idx, data.predicted_mean[idx], data.params[idx], 1)[0] if len(idx) else None
+
+
+def index_of(data: ReportData, card: ModelCard) -> int | None:
+    """The position of ``card`` in the space, if it is there (a reference need not be)."""
+    return next((i for i, c in enumerate(data.cards) if c == card), None)
+
+
+def lead(data: ReportData) -> tuple[ModelCard, str] | None:
+    """The model a report leads with and what it is: the confirmed winner, else the best measured within budget."""
+    if data.answer is not None:
+        return data.answer.winner["card"], "confirmed winner"
+    best = best_measured(data)
+    if best is None:
+        return None
+    return data.cards[best], "best measured within budget, unconfirmed" if data.budget else "best measured, unconfirmed"
+
+
+def spearman_interval(rho: float, n: int) -> tuple[float, float] | None:
+    """95% interval of a Spearman correlation from ``n`` pairs, by Fisher z with se = 1.06 / sqrt(n - 3)."""
+    if n <= 3 or not np.isfinite(rho):
+        return None
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    half = 1.959964 * 1.06 / np.sqrt(n - 3)
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
 @dataclass(frozen=True)

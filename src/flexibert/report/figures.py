@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, Polygon, Rectangle
 
 from flexibert._common import atomic_path
-from flexibert.report.analysis import pareto_front
+from flexibert.report.analysis import index_of, lead, pareto_front, spearman_interval
 from flexibert.report.data import ReportData
 from flexibert.report.labels import card_label
 from flexibert.report.layout import MapLayout
+from flexibert.space.design_space import ModelCard
 
 MAX_MATRIX = 3000  # the inset shows at most this many rows and columns of the dissimilarity matrix
 CMAP = "viridis"
@@ -150,21 +152,50 @@ def accuracy_map_figure(data: ReportData, layout: MapLayout) -> Figure:
         _mark_seeds(ax, data, layout, labels=False)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(image, ax=[left, right], label=f"{data.task} dev {data.metric_name}", shrink=0.9)
+    fig.colorbar(image, ax=[left, right], label=f"{data.task} {data.metric_name}", shrink=0.9)
     fig.suptitle(_map_title(data, layout, f"t-SNE map coloured by {data.metric_name}"))
     return fig
 
 
 def pareto_figure(data: ReportData) -> Figure:
-    """Score against cost: the measured Pareto front over the surrogate's predictions for every model,
-    against parameters and, when the run measured latency, against latency on its machine."""
-    axes = [("parameters (millions)", data.params / 1e6, "parameters")]
+    """Score against each known cost: the measured Pareto front over the surrogate's predictions for every model.
+
+    Parameters always; FLOPs when the run gave them (the panel for a ``max_flops``
+    budget); latency on the run's machine when it measured it. A limit of the budget
+    is a line on its own axis with the region beyond it shaded; the lead model (the
+    winner, else the best measured within budget) and the reference are marked.
+    """
+    axes = [("parameters (millions)", data.params / 1e6, "parameters", "max_params", 1e6)]
+    if data.flops is not None:
+        axes.append(("forward GFLOPs (sequence 128)", data.flops / 1e9, "FLOPs", "max_flops", 1e9))
     if data.latency_ms is not None:
-        axes.append(("latency (ms, batch 1, sequence 128)", data.latency_ms, "latency"))
-    fig = Figure(figsize=(7 * len(axes), 5), layout="constrained")
-    for ax, (label, cost, name) in zip(np.atleast_1d(fig.subplots(1, len(axes))), axes):
+        axes.append(("latency (ms, batch 1, sequence 128)", data.latency_ms, "latency", "max_latency_ms", 1.0))
+    fig = Figure(figsize=(6.4 * len(axes), 5), layout="constrained")
+    marks = _marks(data)
+    for ax, (label, cost, name, key, unit) in zip(np.atleast_1d(fig.subplots(1, len(axes))), axes):
         _pareto_panel(ax, data, np.asarray(cost, dtype=float), label, name)
+        if key in data.budget:
+            line = data.budget[key] / unit
+            ax.axvline(line, color="darkorange", lw=1.5, ls="-.", label=f"budget: {name} ≤ {line:.3g}")
+            ax.axvspan(line, max(line, float(np.max(cost))) * 1.02, color="darkorange", alpha=0.08, lw=0)
+        for i, text, style in marks:
+            y = data.measured.get(i, data.predicted_mean[i])
+            ax.scatter(cost[i], y, label=text, zorder=6, edgecolors="black", linewidths=0.8, **style)
+        ax.legend(loc="lower right", fontsize=8)
     return fig
+
+
+def _marks(data: ReportData) -> list[tuple[int, str, dict]]:
+    """(index, legend label, marker style) of the lead model and the reference, where the space holds them."""
+    found = []
+    chosen = lead(data)
+    if chosen is not None:
+        found.append((index_of(data, chosen[0]), chosen[1], {"marker": "*", "s": 260, "c": "gold"}))
+    if data.answer is not None and data.answer.reference is not None:
+        ref = data.answer.reference
+        found.append((index_of(data, ref["card"]), f"reference{': ' + ref['name'] if 'name' in ref else ''}",
+                      {"marker": "D", "s": 70, "c": "black"}))
+    return [(i, text, style) for i, text, style in found if i is not None]
 
 
 def _pareto_panel(ax, data: ReportData, cost: np.ndarray, label: str, name: str) -> None:
@@ -182,7 +213,58 @@ def _pareto_panel(ax, data: ReportData, cost: np.ndarray, label: str, name: str)
     ax.set_xlabel(label)
     ax.set_ylabel(f"{data.task} {data.metric_name}")
     ax.set_title(f"Pareto front: max {data.metric_name}, min {name}")
-    ax.legend(loc="lower right", fontsize=8)
+
+
+ATTENTION_COLOURS = {"sdp": "#9ecae1", "wma": "#fdae6b"}
+
+
+def block_figure(data: ReportData) -> Figure:
+    """The lead model's block graph, as in the FlexiBERT paper's Fig. 1: input embedding, one box per
+    encoder layer (attention type, heads, width, feed-forward size), a projection wherever the width
+    changes, and the output; box heights follow the layer widths."""
+    chosen = lead(data)
+    if chosen is None:
+        fig = Figure(figsize=(6.4, 2.5), layout="constrained")
+        _no_data(fig.subplots(), "no model to draw: none measured within budget")
+        return fig
+    card, what = chosen
+    return _block_graph(card, f"{what}: {card_label(card)}")
+
+
+def _block_graph(card: ModelCard, title: str) -> Figure:
+    # (label, colour, width on the left edge, width on the right edge): equal edges are a box,
+    # unequal ones the trapezoid of a projection between layers of different widths.
+    blocks: list[tuple[str, str, int, int]] = [("input\nembedding", "#dddddd", card.h[0], card.h[0])]
+    for j, (a, h, f, s) in enumerate(zip(card.a, card.h, card.f, card.s)):
+        blocks.append((f"layer {j + 1}\n{s}\n{a} heads\nwidth {h}\nFFN {f}", ATTENTION_COLOURS[s], h, h))
+        if j + 1 < card.l and card.h[j + 1] != h:
+            blocks.append((f"proj.\n{h}→\n{card.h[j + 1]}", "white", h, card.h[j + 1]))
+    blocks.append(("output\npooler +\nclassifier", "#dddddd", card.h[-1], card.h[-1]))
+    widest = max(card.h)
+    fig = Figure(figsize=(max(6.4, 1.25 * len(blocks) + 0.5), 3.4), layout="constrained")
+    ax = fig.subplots()
+
+    def height(width: int) -> float:
+        return 0.45 + 0.55 * width / widest
+
+    x = 0.0
+    for k, (text, colour, left, right) in enumerate(blocks):
+        w = 0.95 if left == right else 0.55
+        hl, hr = height(left), height(right)
+        corners = [(x, (1 - hl) / 2), (x + w, (1 - hr) / 2), (x + w, (1 + hr) / 2), (x, (1 + hl) / 2)]
+        ax.add_patch(Polygon(corners, closed=True, fc=colour, ec="black", lw=1, ls="-" if left == right else "--"))
+        ax.text(x + w / 2, 0.5, text, ha="center", va="center", fontsize=7.5)
+        if k + 1 < len(blocks):
+            ax.add_patch(FancyArrowPatch((x + w, 0.5), (x + w + 0.3, 0.5), arrowstyle="-|>", mutation_scale=10))
+        x += w + 0.3
+    ax.set_xlim(-0.1, x - 0.2)
+    ax.set_ylim(-0.05, 1.05)
+    ax.axis("off")
+    handles = [Rectangle((0, 0), 1, 1, fc=c, ec="black") for c in ATTENTION_COLOURS.values()]
+    ax.legend(handles, [f"{s} attention" for s in ATTENTION_COLOURS], loc="upper center", ncols=2, fontsize=8,
+              bbox_to_anchor=(0.5, 0.0), frameon=False)
+    ax.set_title(f"Block graph of the {title}")
+    return fig
 
 
 def quality_figure(data: ReportData) -> Figure:
@@ -195,6 +277,11 @@ def quality_figure(data: ReportData) -> Figure:
         return fig
     n = [row["n_trained"] for row in data.quality]
     ax.plot(n, [row["spearman"] for row in data.quality], "o-", color="tab:blue", label="Spearman ρ")
+    spans = [spearman_interval(row["spearman"], int(row["n_trained"])) for row in data.quality]
+    known = [(k, span) for k, span in zip(n, spans) if span is not None]
+    if known:
+        ax.fill_between([k for k, _ in known], [lo for _, (lo, _) in known], [hi for _, (_, hi) in known],
+                        color="tab:blue", alpha=0.15, label="Spearman 95% interval (Fisher z)")
     ax.plot(n, [row["kendall"] for row in data.quality], "s-", color="tab:green", label="Kendall τ")
     ax.set_xlabel("models trained")
     ax.set_ylabel("rank correlation")

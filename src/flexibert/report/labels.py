@@ -24,6 +24,38 @@ def millions(n: float) -> str:
     return f"{n / 1e6:.2f}M"
 
 
+def giga(n: float) -> str:
+    return f"{n / 1e9:.2f}G"
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def times(x: float) -> str:
+    return f"{x:.2f}×"
+
+
+def limit(key: str, value: float) -> str:
+    """One budget limit in words: ``max params 12.00M``."""
+    if key == "max_params":
+        return f"max params {millions(value)}"
+    if key == "max_flops":
+        return f"max FLOPs {giga(value)} (forward, sequence 128)"
+    return f"max latency {value:g} ms (batch 1, sequence 128)"
+
+
+def layer_lines(card: ModelCard) -> list[str]:
+    """The card's block graph as text, input to output: one line per layer, projections where widths change."""
+    lines = [f"input embedding (width {card.h[0]})"]
+    for j, (a, h, f, s) in enumerate(zip(card.a, card.h, card.f, card.s)):
+        lines.append(f"layer {j + 1}: {s} attention, {a} heads, width {h}, feed-forward {f}")
+        if j + 1 < card.l and card.h[j + 1] != h:
+            lines.append(f"projection {h} → {card.h[j + 1]}")
+    lines.append(f"output: pooled {card.h[-1]}-wide representation → classifier")
+    return lines
+
+
 def score(x: float | None, digits: int = 4) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from flexibert.report.data import ReportData
+from flexibert.report.headline import Headline
 from flexibert.report.labels import millions, similarity_class
 from flexibert.report.layout import MapLayout
 from flexibert.report.tables import Table
@@ -86,7 +87,7 @@ def map_spec(data: ReportData, layout: MapLayout) -> dict[str, Any]:
             )
     subsample = "" if len(layout.indices) == data.n else f" ({len(layout.indices)} of {data.n} models shown)"
     figure_layout = {
-        "title": {"text": f"t-SNE map of the design space{subsample}: colour = {data.task} dev {data.metric_name}"},
+        "title": {"text": f"t-SNE map of the design space{subsample}: colour = {data.task} {data.metric_name}"},
         "hovermode": "closest",
         "hoverlabel": {"align": "left", "namelength": 0},
         "xaxis": {"visible": False},
@@ -129,7 +130,11 @@ _SCRIPT = """
 """
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1250px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1em auto; max-width: 1250px; color: #222; }
+h1 { font-size: 1.5em; margin: 0.2em 0; }
+#fb-answer { border: 2px solid #2a6; border-radius: 6px; padding: 0 1em; margin-bottom: 1em; }
+#fb-answer h2 { font-size: 1.25em; margin: 0.5em 0; }
+#fb-answer p { margin: 0.3em 0; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }
 th { background: #f2f2f2; }
@@ -175,11 +180,12 @@ def _figure(title: str, png: Path, svg: Path) -> str:
 def render_page(
     data: ReportData,
     layout: MapLayout,
+    head: Headline,
     facts: Sequence[tuple[str, str]],
     figures: Sequence[tuple[str, Path, Path]],
     tables: Sequence[Table],
 ) -> str:
-    """The whole page as one string: facts, the filtered interactive map, the figures and the tables."""
+    """The whole page as one string: the answer first, then facts, the interactive map, figures and tables."""
     from plotly.offline import get_plotlyjs
 
     spec = map_spec(data, layout)
@@ -195,6 +201,8 @@ def render_page(
 </head>
 <body>
 <h1>{html.escape(data.title)}</h1>
+{head.html()}
+<h2>The search</h2>
 <dl>{facts_html}</dl>
 <h2>Interactive map</h2>
 <p class="note">Hover a point for its card, size and {html.escape(data.metric_name)}; the boxes filter by number

@@ -9,6 +9,7 @@ import numpy as np
 
 from flexibert.report.analysis import (
     DIMENSION_NAMES,
+    allowed_measured,
     choice_effects,
     depth_summary,
     top_k,
@@ -31,7 +32,7 @@ class Table:
         def line(cells: tuple[str, ...]) -> str:
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-        parts = [f"### {self.title}", ""]
+        parts = [f"### {self.title}", ""] if self.title else []
         if self.note:
             parts += [f"_{self.note}_", ""]
         parts += [line(self.header), line(tuple("---" for _ in self.header))]
@@ -42,13 +43,14 @@ class Table:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         note = f'<p class="note">{html.escape(self.note)}</p>' if self.note else ""
+        title = f"<h3>{html.escape(self.title)}</h3>" if self.title else ""
         return (
-            f"<h3>{html.escape(self.title)}</h3>{note}"
+            f"{title}{note}"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
 
 
-def _ranking(data: ReportData, title: str, indices: list[int]) -> Table:
+def _ranking(data: ReportData, title: str, indices: list[int], note: str) -> Table:
     metric = data.metric_name
     header = ("rank", "model", "card", "params", f"measured {metric}", f"predicted {metric} (surrogate) ± std")
     rows = tuple(
@@ -62,23 +64,34 @@ def _ranking(data: ReportData, title: str, indices: list[int]) -> Table:
         )
         for rank, i in enumerate(indices, 1)
     )
-    return Table(title, header, rows, CARD_NOTE)
+    return Table(title, header, rows, note)
 
 
 def ranking_tables(data: ReportData) -> list[Table]:
-    """Best and worst models by measurement and by the surrogate's prediction, labelled as such."""
-    idx, every = data.measured_indices, np.arange(data.n)
-    measured, predicted = data.measured_values, data.predicted_mean
-    return [
-        _ranking(data, f"Best {TOP} models, measured", top_k(idx, measured, data.params[idx], TOP)),
-        _ranking(data, f"Worst {TOP} models, measured", top_k(idx, measured, data.params[idx], TOP, largest=False)),
-        _ranking(data, f"Best {TOP} models, predicted (surrogate)", top_k(every, predicted, data.params, TOP)),
-        _ranking(
-            data,
-            f"Worst {TOP} models, predicted (surrogate)",
-            top_k(every, predicted, data.params, TOP, largest=False),
-        ),
-    ]
+    """Best and worst models within budget, by measurement and by the surrogate's prediction.
+
+    A pool smaller than two tables' worth is one ranked table: best and worst of a few
+    models would be the same rows reversed.
+    """
+    within = " within budget" if data.budget else ""
+    pools = (
+        ("measured", allowed_measured(data), len(data.measured), lambda i: data.measured[i]),
+        ("predicted (surrogate)", np.flatnonzero(data.allowed), data.n, lambda i: data.predicted_mean[i]),
+    )
+    tables = []
+    for kind, idx, total, value in pools:
+        over = total - len(idx)
+        what = "measured model(s)" if kind == "measured" else "model(s)"
+        note = CARD_NOTE + (f"; {over:,} {what} over the budget left out" if over else "")
+        values = [value(i) for i in idx]
+        if len(idx) < 2 * TOP:
+            title = f"All {len(idx)} models{within}, ranked, {kind}"
+            tables.append(_ranking(data, title, top_k(idx, values, data.params[idx], len(idx)), note))
+            continue
+        for word, largest in (("Best", True), ("Worst", False)):
+            ranked = top_k(idx, values, data.params[idx], TOP, largest=largest)
+            tables.append(_ranking(data, f"{word} {TOP} models{within}, {kind}", ranked, note))
+    return tables
 
 
 def choice_table(data: ReportData) -> Table:

@@ -6,23 +6,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from flexibert._common import FlexiBertError, write_json, write_text
 from flexibert.report import figures as fg
-from flexibert.report.analysis import pareto_front, top_k
+from flexibert.report.analysis import (
+    JUDGED,
+    allowed_measured,
+    best_measured,
+    best_predicted,
+    pareto_front,
+    spearman_interval,
+)
 from flexibert.report.data import ReportData
+from flexibert.report.headline import Headline, headline
 from flexibert.report.labels import card_label, millions
 from flexibert.report.layout import MapLayout, map_layout
 from flexibert.report.page import render_page
 from flexibert.report.tables import Table, choice_table, depth_table, ranking_tables
 
 FIGURES = (
+    ("block", "Block graph of the lead model: one box per layer, input to output", lambda d, lay: fg.block_figure(d)),
+    ("pareto", "Score vs cost, with the Pareto front, the budget and the lead model",
+     lambda d, lay: fg.pareto_figure(d)),
     ("knee", "Embedding error vs dimension, with the dissimilarity matrix", lambda d, lay: fg.knee_figure(d)),
     ("map", "t-SNE map of the space, seed models marked", fg.map_figure),
     ("map_accuracy", "t-SNE map coloured by measured and by predicted score", fg.accuracy_map_figure),
-    ("pareto", "Score vs parameter count, with the Pareto front", lambda d, lay: fg.pareto_figure(d)),
-    ("quality", "Surrogate held-out quality over the search", lambda d, lay: fg.quality_figure(d)),
+    ("quality", "Surrogate held-out quality over the search, Spearman with its 95% interval",
+     lambda d, lay: fg.quality_figure(d)),
 )
 
 
@@ -44,17 +53,8 @@ def _entry(data: ReportData, i: int) -> dict[str, Any]:
         "measured": data.measured.get(int(i)),
         "predicted_mean": float(data.predicted_mean[i]),
         "predicted_std": float(data.predicted_std[i]),
+        "fits_budget": bool(data.allowed[i]),
     }
-
-
-def _best_measured(data: ReportData) -> int | None:
-    if not data.measured:
-        return None
-    return top_k(data.measured_indices, data.measured_values, data.params[data.measured_indices], 1)[0]
-
-
-def _best_predicted(data: ReportData) -> int:
-    return top_k(np.arange(data.n), data.predicted_mean, data.params, 1)[0]
 
 
 def _measured_front(data: ReportData) -> list[int]:
@@ -62,10 +62,22 @@ def _measured_front(data: ReportData) -> list[int]:
     return idx[pareto_front(data.params[idx], data.measured_values)].tolist() if len(idx) else []
 
 
+def _quality(data: ReportData) -> str:
+    """The latest held-out quality with Spearman's 95% interval, and a warning while the sample is too small."""
+    q = data.quality[-1]
+    n = int(q["n_trained"])
+    interval = spearman_interval(q["spearman"], n)
+    spread = "" if interval is None else f" (95% interval {interval[0]:.2f} to {interval[1]:.2f})"
+    text = f"Spearman {q['spearman']:.3f}{spread}, Kendall {q['kendall']:.3f}, MAE {q['mae']:.4f} at {n} models trained"
+    if n < JUDGED:
+        text += f": too few models to judge (under {JUDGED})"
+    return text
+
+
 def _facts(data: ReportData, layout: MapLayout) -> list[tuple[str, str]]:
     metric = data.metric_name
     facts = [
-        ("task", f"{data.task} (dev {metric})"),
+        ("task", f"{data.task} ({metric})"),
         (
             "models in the space",
             f"{data.n:,}" + ("" if len(layout.indices) == data.n else f" ({len(layout.indices):,} on the map)"),
@@ -73,19 +85,30 @@ def _facts(data: ReportData, layout: MapLayout) -> list[tuple[str, str]]:
         ("models trained (measured)", f"{len(data.measured):,}"),
         ("seed models", ", ".join(f"#{i} {card_label(data.cards[i])}" for i in data.seeds) or "none"),
     ]
-    best = _best_measured(data)
-    if best is not None:
-        facts.append(
-            (
-                f"best measured {metric}",
-                f"{data.measured[best]:.4f}: #{best} {data.cards[best]}, {millions(data.params[best])} params",
-            )
-        )
-    top = _best_predicted(data)
+    within = ""
+    if data.budget:
+        over = data.n - int(data.allowed.sum())
+        facts.append(("models over the budget", f"{over:,} of {data.n:,}"))
+        within = " within budget"
+    best = best_measured(data)
+    excluded = len(data.measured) - len(allowed_measured(data))
+    left_out = f" ({excluded} measured models over the budget left out)" if excluded else ""
     facts.append(
         (
-            f"best predicted {metric} (surrogate)",
-            f"{data.predicted_mean[top]:.4f} ± "
+            f"best measured {metric}{within}",
+            "none" + left_out
+            if best is None
+            else f"{data.measured[best]:.4f}: #{best} {data.cards[best]}, "
+            f"{millions(data.params[best])} params{left_out}",
+        )
+    )
+    top = best_predicted(data)
+    facts.append(
+        (
+            f"best predicted {metric}{within} (surrogate)",
+            "none"
+            if top is None
+            else f"{data.predicted_mean[top]:.4f} ± "
             f"{data.predicted_std[top]:.4f}: #{top} {data.cards[top]}, {millions(data.params[top])} params",
         )
     )
@@ -94,25 +117,22 @@ def _facts(data: ReportData, layout: MapLayout) -> list[tuple[str, str]]:
     error = f", Frobenius error {data.sweep[m]:.2f}" if m in data.sweep else ""
     facts.append(("embedding dimension", f"{m}{error}"))
     if data.quality:
-        q = data.quality[-1]
-        facts.append(
-            (
-                "surrogate held-out quality (latest)",
-                f"Spearman {q['spearman']:.3f}, Kendall "
-                f"{q['kendall']:.3f}, MAE {q['mae']:.4f} at {int(q['n_trained'])} models trained",
-            )
-        )
+        facts.append(("surrogate held-out quality (latest)", _quality(data)))
     return facts
 
 
 def _markdown(
     data: ReportData,
+    head: Headline,
     facts: Sequence[tuple[str, str]],
     figures: Sequence[tuple[str, Path, Path]],
     tables: Sequence[Table],
 ) -> str:
     parts = [
         f"# {data.title}",
+        "",
+        head.markdown(),
+        "## The search",
         "",
         *(f"- **{k}**: {v}" for k, v in facts),
         "",
@@ -144,21 +164,25 @@ def write_report(data: ReportData, out_dir: str | Path) -> ReportFiles:
         figures.append((title, png, svg))
     tables = [*ranking_tables(data), choice_table(data), depth_table(data)]
     facts = _facts(data, layout)
-    markdown = write_text(out_dir / "report.md", _markdown(data, facts, figures, tables))
-    page = write_text(out_dir / "report.html", render_page(data, layout, facts, figures, tables))
-    best = _best_measured(data)
+    head = headline(data)
+    markdown = write_text(out_dir / "report.md", _markdown(data, head, facts, figures, tables))
+    page = write_text(out_dir / "report.html", render_page(data, layout, head, facts, figures, tables))
+    best, top = best_measured(data), best_predicted(data)
     summary = {
         "title": data.title,
         "task": data.task,
         "metric": data.metric_name,
+        "answer": None if data.answer is None else data.answer.to_json(),
+        "budget": data.budget,
         "models": data.n,
+        "over_budget": None if data.fits_budget is None else int(data.n - data.fits_budget.sum()),
         "map_models": len(layout.indices),
         "measured": len(data.measured),
         "seeds": [_entry(data, i) for i in data.seeds],
         "embedding_dim": int(data.embeddings.shape[1]),
         "sweep": {str(m): e for m, e in data.sweep.items()},
         "best_measured": None if best is None else _entry(data, best),
-        "best_predicted": _entry(data, _best_predicted(data)),
+        "best_predicted": None if top is None else _entry(data, top),
         "pareto_front": [_entry(data, i) for i in _measured_front(data)],
         "surrogate_quality": data.quality[-1] if data.quality else None,
         "files": {
