@@ -39,22 +39,3 @@ def test_bare_command_prints_help_and_succeeds():
     assert done.returncode == 0
     assert "Usage" in done.stdout and "search" in done.stdout
 
-
-def test_import_flexibert_registers_the_auto_classes(tmp_path):
-    """The Hugging Face convention for a third-party model: importing the package is enough."""
-    from flexibert.model import FlexiBertConfig, FlexiBertForSequenceClassification
-    from flexibert.space import ModelCard
-
-    config = FlexiBertConfig.from_card(ModelCard.homogeneous(l=2, a=2, h=64, f=128), vocab_size=200, num_labels=3)
-    FlexiBertForSequenceClassification(config).save_pretrained(tmp_path)
-    code = (
-        "import flexibert\n"
-        "from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification\n"
-        f"path = {str(tmp_path)!r}\n"
-        "assert type(AutoConfig.from_pretrained(path)).__name__ == 'FlexiBertConfig'\n"
-        "assert type(AutoModel.from_pretrained(path)).__name__ == 'FlexiBertModel'\n"
-        "m = AutoModelForSequenceClassification.from_pretrained(path)\n"
-        "assert type(m).__name__ == 'FlexiBertForSequenceClassification' and m.config.num_labels == 3\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]

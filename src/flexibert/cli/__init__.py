@@ -42,12 +42,9 @@ PROCESS_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TRANSFORMERS_VERBOSITY": "error", 
 
 
 def main(argv: list[str] | None = None) -> None:
-    for key, value in PROCESS_ENV.items():  # for the workers this process starts
+    for key, value in PROCESS_ENV.items():  # this process's transformers reads them when it loads, workers inherit them
         os.environ.setdefault(key, value)
-    from transformers.utils import logging as hf_logging  # loaded already by ``import flexibert``: quiet it too
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    _quiet_transformers()
     try:
         rc = app(args=argv, standalone_mode=False)
     except FlexiBertError as e:
@@ -59,6 +56,18 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _quiet_transformers() -> None:
+    """Quiet a ``transformers`` a caller loaded already: the environment acts only on a later load.
+
+    Importing it here instead would cost every command, ``--help`` included, the torch start-up.
+    """
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def _usage_error(e: typer.TyperException) -> int:
