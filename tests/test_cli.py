@@ -12,7 +12,7 @@ USAGE_ERRORS = [
     (["train"], "Missing option"),
     (["nosuch"], "No such command 'nosuch'"),
     (["import-bert", "some-dir"], "Missing option '--out'"),
-    (["train", "--card", "bert-tiny", "--task", "sst2", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    (["train", "--card", "bert-tiny", "--task", "sst2", "--threads", "abc"], "Invalid value for '--threads'"),
     (["space", "count", "--nosuch-option"], "No such option"),
 ]
 
@@ -32,6 +32,18 @@ def test_usage_error_is_one_line_and_exit_code_2(args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert message in lines[0] and "--help" in lines[0]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "epochs=abc"], "profile quick: epochs must be a positive number, got 'abc'"),
+    (["--set", "epochs"], "expected KEY=VALUE"),
+    (["--set", "colour=red"], "unknown profile field(s) ['colour']"),
+])
+def test_bad_recipe_override_is_one_line_and_exit_code_2(tmp_path, args, message):
+    done = _run(["train", "--seed-model", "bert-tiny", "--task", "sst2", "--workdir", str(tmp_path / "w"), *args])
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: {message}"] or message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "w").exists()
 
 
 def test_bare_command_prints_help_and_succeeds():

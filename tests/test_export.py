@@ -145,7 +145,10 @@ def test_cli_predict_prints_label_and_probabilities(trained, outside):
 def _run_dir(tmp_path: Path, trained) -> Path:
     """A real run database holding the trained model as its one finished trial."""
     run = tmp_path / "run"
+    from flexibert.search.config import SearchConfig, TrainConfig
+
     with RunStore(run / "search", create=True) as store:
+        store.set_meta("config", SearchConfig("sst2", TrainConfig("space.yaml", data=str(GLUE_DIR))).to_dict())
         trial_id = store.add_trial(0, trained.card, "tiny")
         store.start(trial_id)
         store.finish(trial_id, trained.score, trained.metrics, trained.checkpoint)
@@ -156,13 +159,15 @@ def test_cli_export_best_and_refusal_to_overwrite(trained, tmp_path, capsys):
     run = _run_dir(tmp_path, trained)
     out = tmp_path / "best"
     with pytest.raises(SystemExit) as done:
-        main(["export", str(run), "--best", "--out", str(out)])
+        main(["export", str(run), "--out", str(out)])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == str(out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "modeling_flexibert.py" in before
+    readme = before["README.md"].decode()  # the hub model card, with the run's own dev score
+    assert readme.startswith("---") and f"{trained.metrics['accuracy']:.4f}" in readme
     with pytest.raises(SystemExit) as done:
-        main(["export", str(run), "--best", "--out", str(out)])
+        main(["export", str(run), "--out", str(out)])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -13,8 +13,8 @@ import torch
 
 from flexibert._common import FlexiBertError
 from flexibert.model.cost import ArchDims, flops, param_count
+from flexibert.search.budget import Budget
 from flexibert.model.latency import (
-    Budget,
     LatencyModel,
     LatencySetup,
     calibrate,

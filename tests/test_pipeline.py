@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from flexibert._common import FlexiBertError
+from flexibert.space.design_space import ModelCard
+from flexibert.space.seeds import SEED_CARDS
 from tests.conftest import GLUE_DIR, ROOT, VOCAB
 
 TINY_SPACE = {"name": "tiny", "layers": [2], "heads": [2, 4], "hidden": [128, 256], "feed_forward": [512, 1024],
@@ -73,23 +75,36 @@ def test_run_is_killed_resumed_and_reported(tmp_path):
     after = _done_trials(run_dir)
     assert after[: len(before)] == before  # nothing finished before the kill was lost or redone
     assert len({h for h, _ in after}) == len(after) == summary["trials_done"] == 5
-    # The two best trials by validation score are retrained and the winner is chosen on validation;
-    # its dev accuracy is what the run reports.
-    confirmed = summary["confirmed"]
-    assert [r["proxy"] for r in confirmed] == sorted((v for _, v in after), reverse=True)[:2]
-    assert all(r["num_train"] == 600 and 0 <= r["validation"] <= 1 for r in confirmed)
-    winner = max(confirmed, key=lambda r: r["validation"])
+    # The two best trials by validation score and the reference (the best seed) are retrained alike; the
+    # winner is chosen on validation, and its dev accuracy is what the run reports beside the reference's.
+    from flexibert.search.results import RunResults
+
+    results = RunResults(run_dir)
+    finalists = results.finalists
+    assert [r["proxy"] for r in finalists] == sorted((v for _, v in after), reverse=True)[:2]
+    assert all(one["num_train"] == 600 for r in finalists for one in r["runs"])
+    winner = next(r for r in finalists if r["winner"])
+    assert winner["validation"] == max(r["validation"] for r in finalists)
     assert summary["best_card"] == winner["card"] and summary["best_dev_accuracy"] == winner["dev"]
-    assert winner["dev"] == winner["dev_metrics"]["accuracy"] > 0.5
+    assert winner["dev"] == winner["runs"][0]["dev_metrics"]["accuracy"] > 0.5
+    ref = summary["reference"]
+    seeds = [t for t in results.measured() if ModelCard.from_dict(t.card).key in {c.key for c in SEED_CARDS.values()}]
+    assert ref["card"] == max(seeds, key=lambda t: t.value).card and ref["latency_ms"]["batch_1"] > 0
+    assert summary["retention"] == {"dev": pytest.approx(winner["dev"] / ref["dev"]),
+                                    "validation": pytest.approx(winner["validation"] / ref["validation"])}
+    fast = summary["speedup"]
+    assert fast["batch_32"] == pytest.approx(ref["latency_ms"]["batch_32"] / winner["latency_ms"]["batch_32"])
+    assert 0.5 < summary["baseline"]["dev"] <= 1 and 0.5 < summary["baseline"]["validation"] <= 1
     assert summary["latency_ms"]["batch_1"] > 0 and summary["latency_ms"]["batch_32"] > summary["latency_ms"]["batch_1"]
-    assert set(summary) >= {"best_card", "best_dev_accuracy", "confirmed", "latency_ms", "trials_done", "wall_s",
-                            "report_html"}
+    assert set(summary) >= {"best_card", "best_dev_accuracy", "reference", "retention", "speedup", "baseline",
+                            "finalists", "latency_ms", "trials_done", "wall_s", "report_html"}
     html = run_dir / "report" / "report.html"
     assert summary["report_html"] == str(html) and html.stat().st_size > 100_000
     figures = {p.stem for p in (run_dir / "report").glob("*.png")}
     assert len(figures) >= 5, figures
     stages = json.loads((run_dir / "stages.json").read_text())
-    assert set(stages) == {"space", "tokenizer", "seeds", "search", "confirm", "report"}
+    assert set(stages) == {"import", "space", "tokenizer", "data", "seeds", "latency", "search", "baseline", "confirm",
+                           "report"}
     # A third invocation finds every stage done and the budget spent: nothing new is trained.
     third = _run("run", config, "--out", str(run_dir))
     out3, err3 = third.communicate(timeout=600)
@@ -143,10 +158,13 @@ def test_user_csv_task_runs_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["trials_done"] == 3 and len(summary["confirmed"]) == 1
-    row = summary["confirmed"][0]
-    assert row["num_train"] == 700 - 150  # the whole training file, less the validation holdout
-    assert summary["best_dev_accuracy"] == row["dev"] == row["dev_metrics"]["accuracy"]
+    from flexibert.search.results import RunResults
+
+    (row,) = RunResults(tmp_path / "out").finalists
+    assert summary["trials_done"] == 3 and len(summary["finalists"]) == 1
+    assert row["runs"][0]["num_train"] == 700 - 150  # the whole training file, less the validation holdout
+    assert summary["best_dev_accuracy"] == row["dev"] == row["runs"][0]["dev_metrics"]["accuracy"]
+    assert summary["baseline"]["name"] == "tf-idf + logistic regression" and summary["reference"] is not None
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["task"]["train"] == str(tmp_path / "mydata" / "train.csv")  # resolved against the config
 
@@ -221,7 +239,7 @@ def test_seeds_start_from_a_pretrained_encoders_word_embeddings(tmp_path):
 
     from flexibert.model.checkpoint import load_checkpoint
     from flexibert.model.embedding_init import project_word_embeddings
-    from flexibert.pipeline import RunConfig
+    from flexibert.run import RunConfig
     from flexibert.train.tokenization import load_tokenizer
 
     torch.manual_seed(0)
@@ -269,28 +287,37 @@ def test_seed_outside_the_space_names_the_dimension(tmp_path):
     assert "Traceback" not in err and last.startswith("error: seed small") and "h[0] = 64" in last, err
 
 
-def test_search_takes_a_user_task_through_the_train_flags(tmp_path):
+def test_search_takes_a_user_task_from_its_config_file(tmp_path):
+    """Paths in a search YAML resolve against its folder; the stored config holds them absolute."""
     _csv_task(tmp_path / "d", n_train=300)
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({**TINY_SPACE, "heads": [2], "similarity": ["sdp"]}))
+    task = {"name": "reviews", "train": "d/train.csv", "dev": "d/dev.csv", "text_columns": ["review"],
+            "label_column": "sentiment"}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({
+        "task": "reviews", "budget": 1,
+        "oracle": {"kind": "train", "space": "space.yaml", "library": "lib", "tokenizer": str(VOCAB), "holdout": 100,
+                   "user_task": task}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "flexibert.cli", "search", "--task", "reviews", "--space", str(space),
-         "--library", str(tmp_path / "lib"), "--tokenizer", str(VOCAB), "--train-file", "d/train.csv",
-         "--dev-file", "d/dev.csv", "--text-columns", "review", "--label-column", "sentiment", "--holdout", "100",
-         "--budget", "1", "--quiet", "--out", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        [sys.executable, "-m", "flexibert.cli", "search", "--config", "../search.yaml", "--quiet", "--out", "run"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=600)
+    tmp_path = elsewhere
     assert proc.returncode == 0, proc.stderr[-3000:]
     with sqlite3.connect(tmp_path / "run" / "search.db") as con:
         (config,) = con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
         (metrics,) = con.execute("SELECT metrics FROM trials WHERE status = 'done'").fetchone()
     oracle = json.loads(config)["oracle"]
-    assert oracle["user_task"]["train"] == str(tmp_path / "d" / "train.csv") and oracle["holdout"] == 100
+    assert oracle["user_task"]["train"] == str(tmp_path.parent / "d" / "train.csv") and oracle["holdout"] == 100
+    assert oracle["space"] == str(space) and oracle["library"] == str(tmp_path.parent / "lib")
     assert set(json.loads(metrics)) == {"accuracy", "validation_accuracy"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
 def test_every_shipped_run_config_parses(name):
     """The configs the README runs: a typo in a key, a route or a package path fails here, not on a user's machine."""
-    from flexibert.pipeline import RunConfig
+    from flexibert.run import RunConfig
 
     config = RunConfig.from_yaml(ROOT / "configs" / name, GLUE_DIR)
     sources = [config.seeds.embeddings] if config.seeds.embeddings else []

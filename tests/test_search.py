@@ -156,7 +156,7 @@ def _running(run_dir: Path) -> int:
 
 def test_kill_9_mid_search_then_resume(tmp_path):
     args = ["search", "--task", "sst2", "--table", str(STUDY_JSON), "--acquisition", "ei", "--budget", "16",
-            "--workers", "1", "--sim-seconds", "0.2", "--seed", "3", "--quiet"]
+            "--workers", "1", "--set", "oracle.sim_seconds=0.2", "--set", "seed=3", "--quiet"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     proc = subprocess.Popen(FLEXIBERT + args + ["--out", str(cut)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -318,8 +318,9 @@ def test_cli_builds_each_oracles_config(tmp_path, capsys, monkeypatch):
     space = _tiny_space(tmp_path)
     out = tmp_path / "train-run"
     with pytest.raises(SystemExit) as done:  # no time to train: only the config is stored
-        main(["search", "--task", "sst2", "--space", str(space), "--data", str(GLUE_DIR), "--max-train-samples",
-              "64", "--seed", "5", "--acquisition", "ei", "--time-budget", "0", "--out", str(out), "--quiet"])
+        main(["search", "--task", "sst2", "--space", str(space), "--set", f"oracle.data={GLUE_DIR}", "--set",
+              "oracle.max_train_samples=64", "--set", "seed=5", "--set", "oracle.seed=5", "--acquisition", "ei",
+              "--time-budget", "0", "--out", str(out), "--quiet"])
     assert done.value.code == 0, capsys.readouterr().err
     with RunStore(out, read_only=True) as store:
         cfg = SearchConfig.from_dict(store.meta("config"))
@@ -327,15 +328,17 @@ def test_cli_builds_each_oracles_config(tmp_path, capsys, monkeypatch):
     assert cfg.oracle == TrainConfig(str(space.resolve()), library=str(tmp_path.resolve() / "runs" / "spaces"),
                                      data=str(GLUE_DIR), max_train_samples=64, seed=5)
     cases = [
-        (["--task", "sst2", "--table", str(STUDY_JSON), "--profile", "paper"],
-         "--profile: not an option of the replay oracle"),
+        (["--task", "sst2", "--table", str(STUDY_JSON), "--set", "oracle.profile=paper"],
+         "unknown key(s) ['profile']"),
         (["--task", "sst2", "--oracle", "train", "--space", str(space), "--table", str(STUDY_JSON)],
-         "--table: not an option of the train oracle"),
-        (["--task", "sst2", "--oracle", "replay"], "the replay oracle needs a measured table JSON (--table)"),
-        (["--task", "sst2"], "the train oracle needs a design-space YAML (--space)"),
+         "unknown key(s) ['table']"),
+        (["--task", "sst2", "--table", str(STUDY_JSON), "--set", "oracle.sim_seconds"], "expected KEY=VALUE"),
+        (["--task", "sst2", "--oracle", "replay"], "missing key(s) ['table'] in 'oracle' (replay)"),
+        (["--task", "sst2"], "missing key(s) ['space'] in 'oracle' (train)"),
+        (["--oracle", "replay", "--table", str(STUDY_JSON)], "--task is required for a new search"),
         (["--task", "sst2", "--oracle", "grid", "--table", str(STUDY_JSON)], "unknown oracle 'grid'"),
-        (["--resume", str(out), "--seed", "1", "--table", str(STUDY_JSON)],
-         "--resume takes the run's config from its database; drop ['--seed', '--table']"),
+        (["--resume", str(out), "--set", "seed=1", "--table", str(STUDY_JSON)],
+         "--resume takes the run's config from its database; drop ['--table', '--set']"),
     ]
     for args, message in cases:
         if "--resume" not in args:
@@ -349,12 +352,12 @@ def test_cli_builds_each_oracles_config(tmp_path, capsys, monkeypatch):
 
 # -- readers -----------------------------------------------------------------------------------------
 def test_readers_work_while_a_search_writes_and_never_write(tmp_path):
-    from flexibert.pipeline import best_trial
+    from flexibert.search.results import RunResults
     from flexibert.report.run import run_report_data
 
     run = tmp_path / "live"
     proc = subprocess.Popen(FLEXIBERT + ["search", "--task", "sst2", "--table", str(STUDY_JSON), "--budget", "300",
-                                         "--sim-seconds", "0.3", "--quiet", "--out", str(run)],
+                                         "--set", "oracle.sim_seconds=0.3", "--quiet", "--out", str(run)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -372,7 +375,7 @@ def test_readers_work_while_a_search_writes_and_never_write(tmp_path):
                 reader.set_meta("config", {})
             with pytest.raises(sqlite3.OperationalError, match="readonly"):
                 reader.db.execute("DELETE FROM trials")
-        assert best_trial(run).value >= max(t.value for t in done)  # export's reader, on a plain search directory
+        assert RunResults(run).best_trial.value >= max(t.value for t in done)  # export's reader, on a plain search directory
         assert len(run_report_data(run).measured) >= len(done)  # the report's reader
         rows = _done_rows(run)
         assert [r[0] for r in rows[: len(done)]] == [t.id for t in done]  # nothing was lost

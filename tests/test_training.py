@@ -179,9 +179,10 @@ def test_cli_trains_a_custom_task_from_user_files(tmp_path, cache, capsys):
             w = csv.writer(fh)
             w.writerow(["review", "mood"])
             w.writerows([text, "happy" if y == "1" else "sad"] for text, y in part)
+    task = {"name": "moods", "train": str(tmp_path / "train.csv"), "dev": str(tmp_path / "dev.csv"),
+            "text_columns": ["review"], "label_column": "mood"}
     with pytest.raises(SystemExit) as ok:
-        main(["train", "--task", "moods", "--seed-model", "bert-tiny", "--train-file", str(tmp_path / "train.csv"),
-              "--dev-file", str(tmp_path / "dev.csv"), "--text-columns", "review", "--label-column", "mood",
+        main(["train", "--task", json.dumps(task), "--seed-model", "bert-tiny",
               "--threads", "1", "--cache-dir", str(cache), "--workdir", str(tmp_path / "w")])
     assert ok.value.code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -191,9 +192,8 @@ def test_cli_trains_a_custom_task_from_user_files(tmp_path, cache, capsys):
     assert result.tokenizer.startswith(str(cache / "tokenizers" / "wordpiece-"))
     assert Path(result.tokenizer, "tokenizer.json").exists()
     with pytest.raises(SystemExit) as bad:
-        main(["train", "--task", "moods", "--seed-model", "bert-tiny", "--train-file", str(tmp_path / "train.csv"),
-              "--dev-file", str(tmp_path / "dev.csv"), "--text-columns", "review", "--label-column", "mood",
-              "--labels", "happy,neutral", "--workdir", str(tmp_path / "w2")])
+        main(["train", "--task", json.dumps({**task, "labels": ["happy", "neutral"]}), "--seed-model", "bert-tiny",
+              "--workdir", str(tmp_path / "w2")])
     assert bad.value.code == 2 and "unknown label 'sad'" in capsys.readouterr().err
 
 

@@ -100,8 +100,9 @@ def test_run_config_with_a_bad_dev_file_fails_before_any_stage(tmp_path, capsys)
 
 def test_search_flags_check_the_files_and_the_holdout(tmp_path, capsys):
     train = _csv(tmp_path / "train.csv", [(t, y) for t, y in _sst2(20)])
-    err = _err(capsys, ["search", "--task", "t", "--train-file", train, "--dev-file", train, "--holdout", "50",
-                        "--budget", "1", "--out", str(tmp_path / "s")])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"task": "t", "oracle": {
+        "kind": "train", "space": "x.yaml", "holdout": 50, "user_task": {"name": "t", "train": train, "dev": train}}}))
+    err = _err(capsys, ["search", "--config", str(tmp_path / "s.yaml"), "--budget", "1", "--out", str(tmp_path / "s")])
     assert "train.csv: a validation holdout of 50 needs more than 50 training examples; the file has 20" in err
 
 
@@ -132,13 +133,18 @@ def test_quoted_tsv_names_the_row_and_the_way_out(tmp_path):
         UserTask("t", str(tmp_path / "d.tsv"), str(tmp_path / "d.tsv"))
 
 
-def test_run_names_a_regression_score_as_such():
-    from flexibert.cli.run import score_name
+def test_run_names_a_regression_score_as_such(tmp_path):
+    """The answer line says what the number is: a regression's score is the mean of its metrics."""
+    from flexibert.cli.run import answer_line
+    from flexibert.search.results import RunResults
 
-    row = {"dev_metrics": {"pearson": 0.5, "spearman": 0.4}}
-    assert score_name({"confirmed": [row]}) == "score (mean of pearson, spearman)"
-    assert score_name({"confirmed": [{"dev_metrics": {"accuracy": 0.8}}]}) == "accuracy"
-    assert score_name({"confirmed": []}) == "accuracy"
+    with _store(tmp_path / "search") as store:
+        trial = store.add_trial(0, {"l": 2}, "h")
+        store.start(trial)
+        store.finish(trial, 0.3, {"pearson": 0.5, "spearman": 0.4, "validation_pearson": 0.3}, "ckpt")
+    summary = RunResults(tmp_path).summary()
+    assert summary["metric"] == "mean of pearson, spearman"
+    assert "dev mean of pearson, spearman 0.4500" in answer_line(summary)
 
 
 def test_run_with_a_holdout_larger_than_the_training_file_fails_before_any_stage(tmp_path, capsys):
@@ -150,29 +156,36 @@ def test_run_with_a_holdout_larger_than_the_training_file_fails_before_any_stage
     assert not (tmp_path / "out").exists()
 
 
-def test_a_search_where_every_trial_failed_says_why(tmp_path):
-    """Not "no finished trial to report": the first trial's own error, in one line."""
-    from flexibert.pipeline import _raise_first_failure
+def _store(path):
+    """A run store holding a (never searched) STS-B training config, as a run leaves it."""
+    from flexibert.search.config import SearchConfig, TrainConfig
     from flexibert.search.store import RunStore
 
-    with RunStore(tmp_path / "s", create=True) as store:
+    store = RunStore(path, create=True)
+    store.set_meta("config", SearchConfig("stsb", TrainConfig("space.yaml", holdout=10)).to_dict())
+    return store
+
+
+def test_a_search_where_every_trial_failed_says_why(tmp_path):
+    """Not "no finished trial to report": the first trial's own error, in one line."""
+    from flexibert.search.results import RunResults
+
+    with _store(tmp_path / "s") as store:
         trial = store.add_trial(0, {"l": 2}, "h")
         store.start(trial)
         store.fail(trial, "Traceback (most recent call last):\n  ...\nOutOfMemoryError: 2 GiB", retry=False)
-    with pytest.raises(FlexiBertError, match=r"^every trial failed; the first: OutOfMemoryError: 2 GiB$"):
-        _raise_first_failure(tmp_path / "s")
+    assert RunResults(tmp_path / "s").first_failure == "OutOfMemoryError: 2 GiB"
 
 
 def test_an_unconfirmed_answer_reports_its_dev_score_not_validation(tmp_path):
     """Without a confirmation stage the answer is the best trial: its dev score is the task's score on dev
     (the mean of a regression's metrics), never the validation score it was chosen on."""
-    from flexibert.pipeline import best_model
-    from flexibert.search.store import RunStore
+    from flexibert.search.results import RunResults
 
-    with RunStore(tmp_path / "search", create=True) as store:
+    with _store(tmp_path / "search") as store:
         trial = store.add_trial(0, {"l": 2}, "h")
         store.start(trial)
         store.finish(trial, 0.0107, {"pearson": 0.10, "spearman": 0.14, "validation_pearson": 0.0107,
                                      "validation_spearman": 0.0107}, "ckpt")
-    best = best_model(tmp_path)
-    assert best["score"] == 0.0107 and best["dev"] == pytest.approx(0.12)
+    best = RunResults(tmp_path).winner
+    assert best["validation"] == 0.0107 and best["dev"] == pytest.approx(0.12) and not best["confirmed"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -137,3 +138,11 @@ def build_config(cls: type, raw: Any, where: str) -> Any:
         return cls(**raw)
     except TypeError as e:  # a value of the wrong type, e.g. a hand-edited file
         raise FlexiBertError(f"run config: a bad value in {where}: {e}") from None
+
+
+def positive_number(name: str, value: Any, kind: type) -> None:
+    """A positive int (``kind=int``) or finite positive number (``kind=float``), else one clear error."""
+    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    if not ok or not value > 0 or (kind is float and not math.isfinite(value)):
+        noun = "number" if kind is float else "integer"
+        raise FlexiBertError(f"{name} must be a positive {noun}, got {value!r}")

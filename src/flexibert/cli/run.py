@@ -1,4 +1,4 @@
-"""``flexibert run|report|export|predict``: the main job and what users do with its results."""
+"""``flexibert run|report|export|best|predict``: the main job and what users do with its results."""
 
 from __future__ import annotations
 
@@ -10,6 +10,36 @@ import typer
 from rich.console import Console
 
 console = Console(stderr=True)
+CARD_KEYS = ("card", "validation", "dev", "latency_ms", "name", "dev_sd", "n_seeds")  # of a model, on its model card
+
+
+class _LiveReporter:
+    """The run's reporter on a terminal: messages above, a bar per stage and the search's table below."""
+
+    def __init__(self, live, bars) -> None:
+        self.live, self.bars = live, bars
+        self.tasks: dict[str, int] = {}
+        self.view = None
+
+    def render(self):
+        from rich.console import Group
+
+        return Group(self.bars, self.view) if self.view is not None else self.bars
+
+    def log(self, message: str) -> None:
+        self.live.console.print(message)
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.bars.add_task(name, total=total)
+        self.bars.update(self.tasks[name], completed=done, total=total)
+        self.live.update(self.render())
+
+    def search(self, state) -> None:
+        from flexibert.cli.search import search_table
+
+        self.view = search_table(state)
+        self.live.update(self.render())
 
 
 def run(
@@ -18,7 +48,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
 ) -> None:
     """Space -> embeddings -> seeds -> active learning -> confirmation -> report; rerun the same command to resume."""
-    from rich.console import Group
+    from rich.live import Live
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -28,50 +58,33 @@ def run(
         TimeRemainingColumn,
     )
 
+    from flexibert.run import run_job
+
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), console=console)
-    tasks: dict[str, int] = {}
-    view = {"search": None}
-
-    def render():
-        return Group(bars, view["search"]) if view["search"] is not None else bars
-
     try:
-        summary = _run_live(config, out, data_dir, bars, render, tasks, view)
+        with Live(bars, console=console, refresh_per_second=2, transient=False) as live:
+            summary = run_job(config, out, data_dir, reporter=_LiveReporter(live, bars))
     finally:
         console.line()  # an error line then starts on a line of its own, below the live view
-    console.print(f"best model: {json.dumps(summary['best_card'])}  dev {score_name(summary)} "
-                  f"{summary['best_dev_accuracy']}")
+    console.print(answer_line(summary))
     console.print(f"report: {summary['report_html']}")
     typer.echo(json.dumps(summary))
 
 
-def score_name(summary: dict) -> str:
-    """What the summary's dev number is: a regression's (or MRPC's) is the mean of its metrics, not an accuracy."""
-    rows = summary.get("confirmed") or []
-    keys = list(rows[0].get("dev_metrics") or {}) if rows else []  # a finalist's dev metrics only
-    return "accuracy" if keys in ([], ["accuracy"]) else f"score (mean of {', '.join(keys)})"
-
-
-def _run_live(config, out, data_dir, bars, render, tasks, view) -> dict:
-    from rich.live import Live
-
-    from flexibert.cli.search import progress_table
-    from flexibert.pipeline import run_pipeline
-
-    with Live(render(), console=console, refresh_per_second=2, transient=False) as live:
-        def stage(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bars.add_task(name, total=total)
-            bars.update(tasks[name], completed=done, total=total)
-            live.update(render())
-
-        def search(progress) -> None:
-            view["search"] = progress_table(progress)
-            live.update(render())
-
-        return run_pipeline(config, out, data_dir, log=lambda msg: live.console.print(msg), on_progress=search,
-                            progress=stage)
+def answer_line(summary: dict) -> str:
+    """The run's answer in one line: the winner, its score, and what it keeps of the reference."""
+    win, ref, kept, fast = summary["winner"], summary["reference"], summary["retention"], summary["speedup"]
+    if win is None:
+        return "no model finished"
+    line = f"best model: {json.dumps(win['card'])}  dev {summary['metric']} {win['dev']:.4f}"
+    if ref and kept:
+        line += f"; keeps {kept['dev']:.1%} of {ref.get('name') or 'the reference'}'s dev {ref['dev']:.4f}"
+    if fast and "batch_1" in fast:
+        line += f" at {fast['batch_1']:.2f}x its speed (batch 1)"
+    if summary.get("baseline"):
+        line += f"; TF-IDF baseline dev {summary['baseline']['dev']:.4f}"
+    return line
 
 
 def report(
@@ -89,21 +102,43 @@ def report(
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory (`flexibert run`) or a search directory (`flexibert search`)."),
     out: Path = typer.Option(..., "--out", help="New directory for the Hugging Face checkpoint."),
-    best: bool = typer.Option(True, "--best/--no-best", help="Export the best trained model."),
 ) -> None:
-    """Write the best model and its tokenizer as a standard HF checkpoint (with its modelling code)."""
+    """Write the run's answer (the confirmed winner, else the best trial within budget) and its tokenizer as a
+    standard HF checkpoint, with its modelling code and a model card (README.md)."""
     from flexibert._common import FlexiBertError
     from flexibert.model.export import export_checkpoint
-    from flexibert.pipeline import best_model
+    from flexibert.report.model_card import model_card
+    from flexibert.search.results import RunResults
 
-    if not best:
-        raise FlexiBertError("only --best is supported: export the best trained model")
-    winner = best_model(run_dir)
+    results = RunResults(run_dir)
+    winner = results.winner
     if winner is None or not winner["checkpoint"]:
         raise FlexiBertError(f"{run_dir}: no finished trial with a checkpoint to export")
-    path = export_checkpoint(winner["checkpoint"], out)
-    console.print(f"exported {json.dumps(winner['card'])} (score {winner['score']:.4f})")
+    info = {**{k: v for k, v in winner.items() if k in CARD_KEYS}, **results.costs(winner["card"]),
+            "task": results.config.task, "metric": results.metric(), "reference": results.reference,
+            "retention": results.retention, "speedup": results.speedup, "baseline": results.baseline,
+            "data": _data_line(results)}
+    path = export_checkpoint(winner["checkpoint"], out, readme=model_card(info))
+    console.print(f"exported {json.dumps(winner['card'])} (validation {winner['validation']:.4f})")
     typer.echo(str(path))
+
+
+def _data_line(results) -> str:
+    """Where the training data came from, for the model card."""
+    oc = results.train_config
+    if oc is None:
+        return f"replayed from {results.config.oracle.table}"
+    source = oc.user_task["train"] if oc.user_task else (oc.data or "the GLUE data")
+    return f"{source}; {oc.holdout or 0:,} training examples held out for validation, dev only reported"
+
+
+def best(
+    run_dir: Path = typer.Argument(..., help="A run directory (`flexibert run`) or a search directory (`flexibert search`)."),
+) -> None:
+    """Print the run's answer as one JSON line (the winner, the reference, retention, speed-up, baseline)."""
+    from flexibert.search.results import RunResults
+
+    typer.echo(json.dumps(RunResults(run_dir).summary()))
 
 
 def predict(
@@ -121,4 +156,5 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("report")(report)
     app.command("export")(export)
+    app.command("best")(best)
     app.command("predict")(predict)

@@ -30,63 +30,53 @@ def _cards(card: list[str] | None, seed_models: list[str] | None, all_seeds: boo
     return cards
 
 
-TrainFileOpt = typer.Option(None, "--train-file", help="Custom task: training CSV/TSV/JSONL.")
-DevFileOpt = typer.Option(None, "--dev-file", help="Custom task: dev CSV/TSV/JSONL.")
-TextColumnsOpt = typer.Option("text", "--text-columns", help="Custom task: one or two text columns, comma-separated.")
-LabelColumnOpt = typer.Option("label", "--label-column", help="Custom task: the label column.")
-LabelsOpt = typer.Option(None, "--labels", help="Custom task: labels, comma-separated (default: the train file's).")
-RegressionOpt = typer.Option(False, "--regression", help="Custom task: the label is a number.")
+SetOpt = typer.Option(None, "--set", help="KEY=VALUE recipe override, repeatable (epochs=2, lr=1e-4, batch_size=16).")
 
 
-def user_task(task: str, train_file: Path | None, dev_file: Path | None, text_columns: str, label_column: str,
-              labels: str | None, regression: bool, holdout: int | None = None):
-    """The custom task the flags describe, its files checked (with ``holdout``), or None when no file
-    is given (a GLUE task)."""
+def parse_task(text: str):
+    """A GLUE task name, or a user task ``{name, train, dev, text_columns, label_column, labels | regression}``
+    given inline (JSON/YAML) or as a .yaml/.json file, whose paths resolve against that file's folder."""
+    import yaml
+
     from flexibert.train.user_task import UserTask
 
-    if train_file is None and dev_file is None:
-        return None
-    if train_file is None or dev_file is None:
-        raise FlexiBertError("a custom task needs both --train-file and --dev-file")
-    user = UserTask(task, str(train_file.resolve()), str(dev_file.resolve()),
-                    tuple(c.strip() for c in text_columns.split(",") if c.strip()), label_column,
-                    tuple(x.strip() for x in labels.split(",")) if labels else None, regression)
-    user.check(holdout)
-    return user
+    path = Path(text)
+    if path.suffix in {".json", ".yaml", ".yml"}:
+        if not path.is_file():
+            raise FlexiBertError(f"task file not found: {path}")
+        raw, base = path.read_text(), path.resolve().parent
+    elif text.lstrip().startswith("{"):
+        raw, base = text, Path.cwd()
+    else:
+        return text
+    try:
+        mapping = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise FlexiBertError(f"malformed task: {str(e).splitlines()[0]}") from None
+    return UserTask.from_mapping(mapping, base)
 
 
-def _task_and_data(task: str, data: str | None, train_file: Path | None, dev_file: Path | None,
-                   text_columns: str, label_column: str, labels: str | None, regression: bool):
-    """A GLUE task with its source, or a custom task over the user's files."""
-    from flexibert.train.data import as_source
-    from flexibert.train.tasks import get_task
+def recipe(sets: list[str] | None) -> dict:
+    """``--set KEY=VALUE`` pairs as overrides, each value read as YAML."""
+    from flexibert.cli.search import parse_overrides
 
-    user = user_task(task, train_file, dev_file, text_columns, label_column, labels, regression)
-    return (user.task(), user.source()) if user else (get_task(task), as_source(data))
+    return dict(parse_overrides(sets or []))
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        task: str = typer.Option(..., "--task", help="GLUE task (sst2, qnli, ...) or a name for --train-file data."),
+        task: str = typer.Option(..., "--task", help="GLUE task (sst2, qnli, ...), or a user task: inline "
+                                 "{name, train, dev, text_columns, label_column} or a .yaml/.json file."),
         workdir: Path = typer.Option(..., "--workdir", "-o", help="New directory for the checkpoint and result.json."),
         card: Optional[str] = typer.Option(None, "--card", help="Model card: inline JSON/YAML or a file."),
         seed_model: Optional[str] = typer.Option(None, "--seed-model",
                                                  help="bert-tiny, bert-mini, bert-l2-h256 or bert-l4-h128."),
         data: Optional[str] = DataOpt,
-        train_file: Optional[Path] = TrainFileOpt,
-        dev_file: Optional[Path] = DevFileOpt,
-        text_columns: str = TextColumnsOpt,
-        label_column: str = LabelColumnOpt,
-        labels: Optional[str] = LabelsOpt,
-        regression: bool = RegressionOpt,
         init: Optional[Path] = typer.Option(None, "--init", help="FlexiBERT checkpoint to start from (weight transfer)."),
-        profile: str = typer.Option("quick", help="quick or paper."),
+        profile: str = typer.Option("quick", help="quick, pretrained or paper."),
+        set_: Optional[List[str]] = SetOpt,
         max_train_samples: Optional[int] = typer.Option(None, help="Train on a seeded subset of this size."),
-        epochs: Optional[float] = typer.Option(None),
-        lr: Optional[float] = typer.Option(None),
-        batch_size: Optional[int] = typer.Option(None),
-        max_seq_len: Optional[int] = typer.Option(None),
         tokenizer: Optional[str] = TokOpt,
         seed: int = typer.Option(42),
         threads: Optional[int] = ThreadsOpt,
@@ -95,14 +85,13 @@ def register(app: typer.Typer) -> None:
         """Fine-tune one model card on one task and evaluate it on the dev split."""
         from flexibert.train.profiles import get_profile
         from flexibert.train.trial import TrialSpec, train_trial
+        from flexibert.train.user_task import resolve_task
 
         cards = _cards([card] if card else None, [seed_model] if seed_model else None)
         if len(cards) != 1:
             raise FlexiBertError("give exactly one of --card and --seed-model")
-        the_task, source = _task_and_data(task, data, train_file, dev_file, text_columns, label_column, labels,
-                                          regression)
-        prof = get_profile(profile, max_train_samples=max_train_samples, epochs=epochs, lr=lr,
-                           batch_size=batch_size, max_seq_len=max_seq_len)
+        the_task, source = resolve_task(parse_task(task), data)
+        prof = get_profile(profile, max_train_samples=max_train_samples, **recipe(set_))
         spec = TrialSpec(cards[0], the_task, prof, init=init, data=source, tokenizer=tokenizer, seed=seed,
                          num_threads=threads, cache_dir=cache_dir)
         r = train_trial(spec, workdir)
@@ -122,11 +111,8 @@ def register(app: typer.Typer) -> None:
         dataset: Optional[str] = typer.Option(None, help="Corpus: a HF dataset (hub id or save_to_disk directory)."),
         column: str = typer.Option("text", help="The dataset's text column."),
         tokenizer: Optional[str] = TokOpt,
-        epochs: float = typer.Option(1.0),
-        max_steps: Optional[int] = typer.Option(None),
-        lr: float = typer.Option(1e-3),
-        batch_size: int = typer.Option(64),
-        max_seq_len: int = typer.Option(64),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="KEY=VALUE MLM setting, repeatable "
+                                                  "(epochs=1, max_steps=500, lr=1e-3, batch_size=64, max_seq_len=64)."),
         seed: int = typer.Option(42),
         threads: Optional[int] = ThreadsOpt,
         cache_dir: Optional[Path] = CacheOpt,
@@ -148,7 +134,9 @@ def register(app: typer.Typer) -> None:
         else:
             corpus = P.dataset_corpus(dataset, column)
         spec = resolve_tokenizer(tokenizer, corpus, cache_dir)
-        config = P.MlmConfig(max_seq_len=max_seq_len, batch_size=batch_size, lr=lr, epochs=epochs, max_steps=max_steps)
+        from flexibert._common import build_config
+
+        config = build_config(P.MlmConfig, recipe(set_), "--set")
         for r in P.pretrain(cards, corpus, spec, out, config, seed=seed, num_threads=threads):
             typer.echo(json.dumps({"checkpoint": r.checkpoint, "steps": r.steps, "wall_s": round(r.wall_s, 1),
                                    "final_loss": r.curve[-1]["loss"] if r.curve else None}))

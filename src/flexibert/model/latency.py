@@ -1,4 +1,4 @@
-"""Inference latency of a card on this machine, and the budget a user's encoder must fit.
+"""Inference latency of a card on this machine.
 
 Measuring every card is out of the question (a batch-32 forward of a large card takes a
 second), so :func:`calibrate` times a small sample that spans the space's FLOPs and fits a
@@ -13,8 +13,6 @@ Typical use::
     model = calibrate(list(space), sample_size=16, setup=setup, seed=0)
     model.save("latency-b1.json")
     ms = model.predict(cards)
-    budget = Budget(max_params=5_000_000, max_latency_ms=20.0)
-    ok = [c for c, t in zip(cards, ms) if not budget.breaks(c, t)]
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from flexibert._common import FlexiBertError, read_json, write_json
+from flexibert._common import FlexiBertError, positive_number, read_json, write_json
 from flexibert.model.configuration_flexibert import POSITION_EMBEDDING_TYPES, FlexiBertConfig
 from flexibert.model.cost import ArchDims, flops, param_count
 from flexibert.model.modeling_flexibert import FlexiBertForSequenceClassification
@@ -43,48 +41,6 @@ FORMAT = "flexibert-latency-model/1"
 # matrix FLOPs, and feed-forward activation elements (GELU and the bias copy of ``addmm`` are
 # memory-bound: about 40% of BERT-Tiny's batch-32 forward in a profile on this machine).
 FEATURES: tuple[str, ...] = ("const", "layers", "score_elements_M", "gflops", "ffn_elements_M")
-
-
-def _positive_number(name: str, value: Any, kind: type) -> None:
-    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
-    if not ok or not value > 0 or (kind is float and not np.isfinite(value)):
-        noun = "number" if kind is float else "integer"
-        raise FlexiBertError(f"{name} must be a positive {noun}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Upper limits a chosen encoder must respect; ``None`` leaves a limit open.
-
-    Parameters count the embeddings and encoder (``cost.param_count`` without a head), FLOPs are
-    one forward sequence (``cost.flops``), latency is whatever the caller measured or predicted.
-    """
-
-    max_params: int | None = None
-    max_flops: int | None = None
-    max_latency_ms: float | None = None
-
-    def __post_init__(self) -> None:
-        for name, kind in (("max_params", int), ("max_flops", int), ("max_latency_ms", float)):
-            value = getattr(self, name)
-            if value is not None:
-                _positive_number(f"budget: {name}", value, kind)
-
-    def breaks(
-        self, card: ModelCard, latency_ms: float | None = None, dims: ArchDims = ArchDims(), seq_len: int = 128
-    ) -> tuple[str, ...]:
-        """Names of the limits ``card`` breaks (empty when it fits)."""
-        broken = []
-        if self.max_params is not None and param_count(card, dims) > self.max_params:
-            broken.append("max_params")
-        if self.max_flops is not None and flops(card, seq_len, dims) > self.max_flops:
-            broken.append("max_flops")
-        if self.max_latency_ms is not None:
-            if latency_ms is None:
-                raise FlexiBertError("budget: max_latency_ms is set, so a latency is needed to check a card")
-            if latency_ms > self.max_latency_ms:
-                broken.append("max_latency_ms")
-        return tuple(broken)
 
 
 @dataclass(frozen=True)
@@ -101,7 +57,7 @@ class LatencySetup:
 
     def __post_init__(self) -> None:
         for name in ("batch", "seq_len", "threads", "repeats"):
-            _positive_number(f"latency setup: {name}", getattr(self, name), int)
+            positive_number(f"latency setup: {name}", getattr(self, name), int)
         if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
             raise FlexiBertError(f"latency setup: warmup must be a non-negative integer, got {self.warmup!r}")
         if self.dims.position_embedding_type not in POSITION_EMBEDDING_TYPES:
@@ -271,7 +227,7 @@ def _machine() -> str:
 def sample_cards(cards: Sequence[ModelCard], size: int, setup: LatencySetup, seed: int) -> list[ModelCard]:
     """``size`` cards spanning the FLOPs range: the cheapest, the dearest, and one drawn at random
     from each of ``size - 2`` equal-count FLOPs bins in between (deterministic in ``seed``)."""
-    _positive_number("latency sample size", size, int)
+    positive_number("latency sample size", size, int)
     if size > len(cards):
         raise FlexiBertError(f"latency sample size {size} exceeds the {len(cards)} cards given")
     order = np.argsort(features(cards, setup)[:, FEATURES.index("gflops")], kind="stable")

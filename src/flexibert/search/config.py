@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from flexibert._common import FlexiBertError, build_config
 from flexibert.search.acquisition import check_acquisition
+from flexibert.search.budget import Budget
 
 DEFAULT_LIBRARY = "runs/spaces"  # where ``flexibert space build`` puts space libraries
 
@@ -55,8 +56,11 @@ class TrainConfig:
     pooling: str | None = None  # what classifiers read, cls or mean (None: each trial's init checkpoint's own)
     holdout: int | None = None  # training examples carved out for validation: trials are scored on them
     vocab_size: int | None = None  # the run's tokenizer size, for the cost of a card (None: BERT's 30,522)
-    limits: dict[str, Any] | None = None  # the run's ``Budget`` (params, FLOPs, latency): none over it is proposed
+    limits: Budget | None = None  # the run's budget (params, FLOPs, latency): no model over it is proposed
     latency_model: str | None = None  # a fitted ``LatencyModel`` JSON, needed by ``max_latency_ms``
+    max_seq_len: int | None = None  # None: the profile's
+    layer_map: str = "bottom"  # which source layers a child inherits (``model.overlap``)
+    ffn_select: str = "first"  # which source neurons a narrower FFN inherits
 
     def __post_init__(self) -> None:
         if not self.space:
@@ -69,6 +73,8 @@ class TrainConfig:
             raise FlexiBertError(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"holdout must be >= 1 training example, got {self.holdout}")
+        limits = Budget.of(self.limits)  # a stored config holds it as a dict
+        object.__setattr__(self, "limits", limits if limits else None)
 
     def arch_dims(self):
         """The run's non-card sizes, for parameter counts, FLOPs and overlaps."""

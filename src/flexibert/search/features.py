@@ -1,45 +1,9 @@
 """The surrogate's inputs: each card's embedding plus nine scaled card statistics.
 
-Chosen by measurement on the study's 620 measured SST-2 accuracies (``GPSurrogate``,
-Matern 1/2 + white noise). "30%": Spearman on the unseen 70% after fitting a random
-30%, mean and 95% CI over 20 seeds. Grouped columns: leave one group out (fit on the
-other groups, Spearman inside the held-out group, averaged over groups), grouping by
-depth, first and last layer width (h0, hL), first and last feed-forward width (f0, fL),
-first layer's heads (a0) and similarity (s0); "mean" averages the seven.
-
-=================================  ============  =====  =====  =====  =====  =====  =====  =====  =====
-inputs                             30%           depth  h0     hL     f0     fL     a0     s0     mean
-=================================  ============  =====  =====  =====  =====  =====  =====  =====  =====
-embedding alone (before)           0.636 ± .012  0.592  0.143  0.364  0.489  0.675  0.137  0.440  0.406
-embedding + 9 statistics (chosen)  0.686 ± .011  0.592  0.093  0.437  0.587  0.676  0.189  0.448  0.432
-... + log params, log FLOPs        0.686 ± .011  0.600  0.101  0.440  0.589  0.677  0.191  0.448  0.435
-... statistics weighted 0.5        0.668 ± .012  0.604  0.143  0.408  0.558  0.687  0.163  0.440  0.429
-... statistics weighted 2          0.692 ± .010  0.574  0.042  0.473  0.588  0.641  0.229  0.456  0.429
-embedding + depth, log params,     0.658 ± .011  0.597  0.164  0.439  0.502  0.652  0.095  0.409  0.408
-  log FLOPs
-embedding + per-layer h, a, f, s   0.688 ± .010  0.573 -0.036  0.355  0.584  0.702  0.198  0.444  0.403
-  (padded by repeating the last)
-... padded with zeros              0.689 ± .010  0.609 -0.100  0.378  0.579   --    0.095  0.432   --
-9 statistics + log params/FLOPs    0.673 ± .010  0.522  0.053  0.491  0.537   --    0.224  0.420   --
-per-layer h, a, f, s alone         0.684 ± .008  0.493 -0.134  0.372  0.588   --    0.291  0.365   --
-WL features (Matern on the exact   0.619 ± .011  0.552  0.069  0.332  0.476   --    0.046  0.242   --
-  WL feature-space distance)
-=================================  ============  =====  =====  =====  =====  =====  =====  =====  =====
-
-Any card features lift the random-split score by 0.05 (the embedding, an 8-d MDS of
-graph similarity, blurs widths that matter for accuracy), but per-layer lists
-generalise worst across structure (leave-one-first-width-out goes negative: a padded
-position means different things at different depths), while summary statistics keep
-the embedding's grouped scores and improve most of them. Parameter and FLOP counts
-add nothing over the statistics (and would pull torch in through ``flexibert.model``);
-the exact WL kernel is no better than its 8-d embedding. The statistics' block is
-weighted 1 (0.5 and 2 trade the random-split and grouped scores against each other).
-
-On this table the search itself barely notices (``bench/search.py``, 20 seeds, ucb regret
-in accuracy points after 25 / 50 / 100 queries): 1.02 / 0.37 / 0.01 with the statistics,
-0.93 / 0.33 / 0.01 with the embedding alone, 95% CIs about +-0.34 / +-0.24 / +-0.01; the
-overlap constraint's local search dominates there. The choice rests on the surrogate's
-robustness, which is what a new task's table needs.
+Summary statistics were chosen over per-layer lists, parameter or FLOP counts and the
+exact WL features by an ablation on the study's 620 measured SST-2 accuracies (README,
+"Surrogate inputs"): they lift held-out Spearman over the embedding alone and keep its
+scores on folds grouped by structure, where per-layer lists generalise worst.
 
 Every statistic lies in [0, 1] relative to the *space's* range, so nothing is tuned
 to one table: widths and head counts enter as log2, scaled by the space's smallest

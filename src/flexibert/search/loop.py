@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -119,36 +119,21 @@ def surrogate_X(config: SearchConfig, cards: list[ModelCard], embeddings: np.nda
     return surrogate_inputs(cards, embeddings, space)
 
 
-def initial_checkpoint(store: RunStore, config: SearchConfig, t: Trial) -> str | None:
-    """The weights trial ``t`` starts from: its source trial's checkpoint, or its seed's own checkpoint."""
+def initial_checkpoint(done: Sequence[Trial], config: SearchConfig, t: Trial) -> str | None:
+    """The weights trial ``t`` starts from: its source's checkpoint among the ``done`` trials, or its seed's own."""
     if t.source_index is not None:
-        rows = [s for s in store.trials("done") if s.card_index == t.source_index]
+        rows = [s for s in done if s.card_index == t.source_index]
         return rows[0].checkpoint if rows else None
     if isinstance(config.oracle, TrainConfig):
         return config.oracle.seed_checkpoints.get(ModelCard.from_dict(t.card).key)
     return None
 
 
-def budget_mask(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
-    """Which cards lie inside the run's budget (all when it has none)."""
-    if not oc.limits:
-        return np.ones(len(cards), dtype=bool)
-    from flexibert.model.latency import Budget, LatencyModel
-
-    budget = Budget(**oc.limits)
-    latency = None
-    if budget.max_latency_ms is not None:
-        if not oc.latency_model:
-            raise FlexiBertError("a latency budget needs a fitted latency model (the run's latency stage)")
-        latency = LatencyModel.load(oc.latency_model).predict(cards)
-    dims = oc.arch_dims()
-    return np.array([not budget.breaks(c, None if latency is None else float(latency[i]), dims)
-                     for i, c in enumerate(cards)], dtype=bool)
-
-
 def _within_budget(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
     """Indices of the cards inside the run's budget: the others are never trained."""
-    keep = np.flatnonzero(budget_mask(cards, oc))
+    if not oc.limits:
+        return np.arange(len(cards))
+    keep = np.flatnonzero(oc.limits.mask(cards, oc.arch_dims(), oc.latency_model))
     if len(keep) == 0:
         raise FlexiBertError(f"no model of the space {oc.space} fits the budget {oc.limits}")
     return keep
@@ -161,7 +146,7 @@ def _fingerprints(cards: list[ModelCard]) -> list[str]:
 
 
 @dataclass
-class Progress:
+class SearchState:
     """What the live view shows; also the search's final answer."""
 
     done: int = 0
@@ -192,7 +177,7 @@ class Search:
             min_trained=config.min_trained,
             schedule=RelaxationSchedule(start=config.threshold_start, step=config.threshold_step),
             **({"dims": config.oracle.arch_dims()} if isinstance(config.oracle, TrainConfig) else {}))
-        self.progress = Progress(threshold=config.threshold_start, ci=config.ci)
+        self.progress = SearchState(threshold=config.threshold_start, ci=config.ci)
         self._restore()
 
     # -- state ------------------------------------------------------------------------------------
@@ -255,7 +240,8 @@ class Search:
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _request(self, t: Trial) -> TrialRequest:
-        source = initial_checkpoint(self.store, self.config, t)
+        done = self.store.trials("done") if t.source_index is not None else ()
+        source = initial_checkpoint(done, self.config, t)
         workdir = self._new_attempt_dir(t)
         return TrialRequest(t.id, t.card, str(workdir), source, self.backend.threads_per_trial)
 
@@ -307,8 +293,8 @@ class Search:
         return True
 
     # -- the loop ---------------------------------------------------------------------------------
-    def run(self, time_budget: float | None = None, on_progress: Callable[[Progress], None] | None = None,
-            poll_s: float = 1.0) -> Progress:
+    def run(self, time_budget: float | None = None, on_progress: Callable[[SearchState], None] | None = None,
+            poll_s: float = 1.0) -> SearchState:
         t0 = time.monotonic()
         reason: str | None = None
         try:
@@ -347,8 +333,8 @@ class Search:
 
 def run_search(run_dir: str | Path, config: SearchConfig | None = None, *, resume: bool = False,
                workers: int = 1, backend: str = "local", address: str | None = None, budget: int | None = None,
-               time_budget: float | None = None, on_progress: Callable[[Progress], None] | None = None,
-               oracle: Oracle | None = None, resources: TrialResources = TrialResources()) -> Progress:
+               time_budget: float | None = None, on_progress: Callable[[SearchState], None] | None = None,
+               oracle: Oracle | None = None, resources: TrialResources = TrialResources()) -> SearchState:
     """Start a run in ``run_dir`` from ``config``, or continue it with ``resume=True``.
 
     ``budget`` (trials) overrides the stored one, so a finished run can be extended;

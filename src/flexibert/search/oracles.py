@@ -20,6 +20,8 @@ import numpy as np
 
 from flexibert._common import FlexiBertError
 from flexibert.search.config import TrainConfig
+
+VALIDATION_PREFIX = "validation_"  # a trial's validation metrics, stored beside its dev metrics
 from flexibert.search.tables import MeasuredTable
 from flexibert.space.design_space import ModelCard
 
@@ -109,27 +111,27 @@ class TrainOracle:
         self.task, self.config, self.cache_dir = task, config, cache_dir
 
     def spec(self, card: dict[str, Any], init: str | None, num_threads: int | None = None,
-             max_train_samples: int | None = None, full: bool = False):
-        """The :class:`TrialSpec` of ``card``: the search's fidelity, or with ``full`` the whole training split."""
+             max_train_samples: int | None = None, full: bool = False, seed: int | None = None, distill=None,
+             **profile: Any):
+        """The :class:`TrialSpec` of ``card``: the search's fidelity, or with ``full`` the whole training split
+        (less the holdout); ``seed``, a teacher (``distill``) and ``profile`` overrides (e.g. ``epochs``, ``lr``)
+        for a confirmation."""
         from flexibert.train.profiles import get_profile
         from flexibert.train.trial import TrialSpec
-        from flexibert.train.user_task import UserTask
+        from flexibert.train.user_task import resolve_task
 
         c = self.config
-        if c.user_task is not None:
-            user = UserTask(**c.user_task)
-            task, data = user.task(), user.source()
-        else:
-            task, data = self.task, c.data
-        subset = None if full else (max_train_samples or c.max_train_samples)
-        profile = get_profile(c.profile)
+        task, data = resolve_task(c.user_task or self.task, c.data)
+        subset = max_train_samples if full else (max_train_samples or c.max_train_samples)
+        prof = get_profile(c.profile, max_seq_len=c.max_seq_len, **profile)
         if subset is not None:
-            profile = get_profile(profile, max_train_samples=subset)
-        elif profile.max_train_samples is not None:
-            profile = dataclasses.replace(profile, max_train_samples=None)
-        return TrialSpec(card, task, profile, init=init, data=data, tokenizer=c.tokenizer, seed=c.seed,
-                         num_threads=num_threads, cache_dir=self.cache_dir, positions=c.positions, pooling=c.pooling,
-                         holdout=c.holdout)
+            prof = get_profile(prof, max_train_samples=subset)
+        elif prof.max_train_samples is not None:
+            prof = dataclasses.replace(prof, max_train_samples=None)
+        return TrialSpec(card, task, prof, init=init, data=data, tokenizer=c.tokenizer,
+                         seed=c.seed if seed is None else seed, num_threads=num_threads, cache_dir=self.cache_dir,
+                         positions=c.positions, pooling=c.pooling, holdout=c.holdout, layer_map=c.layer_map,
+                         ffn_select=c.ffn_select, distill=distill)
 
     def __call__(self, request: TrialRequest) -> TrialOutcome:
         from flexibert.train.trial import train_trial
@@ -162,6 +164,6 @@ class TrainOracle:
 def _outcome(r) -> TrialOutcome:
     """A trial's result as the search records it; the validation metrics, when any, beside dev's."""
     metrics = dict(r.metrics)
-    metrics.update({f"validation_{k}": v for k, v in (r.validation or {}).items()})
+    metrics.update({f"{VALIDATION_PREFIX}{k}": v for k, v in (r.validation or {}).items()})
     return TrialOutcome(value=float(r.score), metrics=metrics, checkpoint=r.checkpoint, overlap=float(r.overlap),
                         wall_s=float(r.wall_s))

@@ -102,3 +102,16 @@ class UserTask:
         d["text_columns"] = list(self.text_columns)
         d["labels"] = list(self.labels) if self.labels is not None else None
         return d
+
+
+def resolve_task(task: "str | dict[str, Any] | UserTask", data: Any = None) -> tuple[Task, Any]:
+    """``(Task, DataSource)`` of a run, a search or a command: a user task (its dict or itself) over its own
+    files, or a GLUE task by name on ``data`` (a GLUE directory, a HF dataset spec, or None)."""
+    from flexibert.train.data import as_source
+    from flexibert.train.tasks import get_task
+
+    if isinstance(task, dict):
+        task = UserTask(**task)
+    if isinstance(task, UserTask):
+        return task.task(), task.source()
+    return get_task(task), as_source(data)

@@ -1,0 +1,107 @@
+"""The confirmation: the finalists and the reference seed retrained alike, so the answer says what was kept.
+
+The top ``k`` trials within budget by proxy score, and the reference (every imported seed,
+or the best seed on the scratch and MLM routes), are each retrained from the weights they
+started from, under one recipe: the same data (the whole training split less the holdout,
+or ``confirm.max_train_samples``), epochs, learning rate and training seeds. The winner is
+the finalist best on validation; dev is only reported. A model that is both a seed and a
+finalist is trained once. Each retraining keeps its own directory, so a killed confirmation
+resumes where it stood; the measured latency of the winner and of the reference goes beside
+their scores. Everything is told to the run's store through :func:`record_outcome`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from flexibert.run.stages import Run
+
+
+def _retrain(run: Run, oracle, trial, init: str | None, seed: int, label: str, teacher: str | None = None
+             ) -> dict[str, Any]:
+    """One confirmed training of ``trial``'s card with training seed ``seed`` (kept if already done), distilled
+    from ``teacher`` when given."""
+    from flexibert.train.trial import TrialResult, train_trial
+
+    c = run.config.confirm
+    workdir = (run.dir / "confirm" / f"{trial.card_hash[:8]}-seed{seed}").resolve()
+    finished = [d for d in sorted(workdir.glob("attempt-*")) if (d / "result.json").exists()]
+    if finished:
+        r = TrialResult.load(finished[-1] / "result.json")
+    else:
+        run.reporter.log(f"confirming {label} (seed {seed}): {trial.card} (proxy {trial.value:.4f})")
+        distill = None
+        if teacher is not None:
+            from flexibert.train.distill import Distillation
+
+            distill = Distillation(Path(teacher), **dataclasses.asdict(c.distill))
+        spec = oracle.spec(trial.card, init, os.cpu_count(), c.max_train_samples, full=True, seed=seed,
+                           distill=distill, epochs=c.epochs, lr=c.lr)
+        r = train_trial(spec, workdir / f"attempt-{len(list(workdir.glob('attempt-*'))) + 1}")
+    task = run.config.task_and_source[0]
+    return {"seed": seed, "validation": r.score, "dev": task.score(r.metrics), "dev_metrics": r.metrics,
+            "num_train": r.num_train, "checkpoint": r.checkpoint}
+
+
+def _references(run: Run, results) -> list:
+    """The seeds to confirm as the reference: every imported seed, else the best seed by proxy."""
+    from flexibert.space.design_space import ModelCard
+
+    seeds = set(results.train_config.seed_checkpoints) if results.train_config else set()
+    trials = [t for t in results.ranked(within_budget=False) if ModelCard.from_dict(t.card).key in seeds]
+    if not trials:  # plain scratch: the study's seed shapes were trained from scratch
+        from flexibert.space.seeds import SEED_CARDS
+
+        keys = {c.key for c in SEED_CARDS.values()}
+        trials = [t for t in results.ranked(within_budget=False) if ModelCard.from_dict(t.card).key in keys]
+    return trials if run.config.seeds.route == "import-bert" else trials[:1]
+
+
+def _latency(run: Run, checkpoint: str) -> dict[str, float]:
+    """A model's own latency on this machine, measured (not predicted), at batch 1 and 32, sequence 128."""
+    from flexibert.model.checkpoint import load_config
+    from flexibert.model.latency import LatencySetup, measure_latency
+
+    cfg = load_config(checkpoint)
+    return {f"batch_{b}": round(measure_latency(cfg.card, LatencySetup(batch=b, threads=run.threads(),
+                                                                      dims=cfg.arch_dims)), 3) for b in (1, 32)}
+
+
+def confirm_stage(run: Run) -> dict[str, Any]:
+    """Retrain the finalists and the reference under one recipe; record them and their latencies."""
+    from flexibert.search.oracles import TrainOracle
+    from flexibert.search.results import RunResults, aggregate, record_outcome
+    from flexibert.space.design_space import ModelCard
+
+    c = run.config.confirm
+    if c.k == 0:
+        return {"finalists": 0}
+    results = RunResults(run.dir)
+    oracle = TrainOracle(results.config.task, results.config.oracle)
+    finalists = results.ranked()[: c.k]
+    references = _references(run, results) if c.reference else []
+    # The reference first: with distillation it is the teacher. A model both seed and finalist is trained once.
+    todo = list({t.card_hash: t for t in references + finalists}.values())
+    confirmed: dict[str, dict[str, Any]] = {}
+    teacher = None
+    for i, t in enumerate(todo):
+        run.reporter.stage("confirmation", i, len(todo))
+        init = results.initial_checkpoint(t)
+        runs = [_retrain(run, oracle, t, init, seed, f"{i + 1}/{len(todo)}", teacher) for seed in c.seeds]
+        confirmed[t.card_hash] = aggregate(t.card, runs, proxy=t.value, distilled=teacher is not None)
+        if c.distill is not None and i == len(references) - 1:  # the best reference teaches the finalists
+            teacher = max((confirmed[r.card_hash] for r in references), key=lambda r: r["validation"])["checkpoint"]
+    run.reporter.stage("confirmation", len(todo), len(todo))
+    rows = [confirmed[t.card_hash] for t in finalists]
+    reference = max((confirmed[t.card_hash] for t in references), key=lambda r: r["validation"], default=None)
+    winner = max(rows, key=lambda r: r["validation"], default=None)
+    for row in {id(r): r for r in (winner, reference) if r is not None}.values():
+        row["latency_ms"] = _latency(run, row["checkpoint"])
+    if reference is not None:  # the seed's own name: its checkpoint's folder
+        path = results.train_config.seed_checkpoints.get(ModelCard.from_dict(reference["card"]).key)
+        reference["name"] = Path(path).name if path else None
+    record_outcome(run.dir, finalists=rows, reference=reference)
+    return {"finalists": len(rows), "reference": reference is not None}

@@ -1,0 +1,92 @@
+"""The main job's stages, each behind one signature: ``stage(run) -> value``, its value recorded once done.
+
+:func:`run_stages` runs them in order and skips what ``<run>/stages.json`` (written
+atomically) says is done, so rerunning the same command after an interruption resumes:
+the search resumes its own database, seed pretraining skips seeds already saved, and the
+confirmation keeps every finished retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from flexibert._common import FlexiBertError, write_json
+from flexibert.run.config import RunConfig
+
+
+class Reporter(Protocol):
+    """What a run tells its user: messages, a stage's progress (a bar with an ETA), the search's state."""
+
+    def log(self, message: str) -> None: ...
+
+    def stage(self, name: str, done: int, total: int) -> None: ...
+
+    def search(self, state: Any) -> None: ...
+
+
+class Quiet:
+    """A reporter that says nothing (tests, library use)."""
+
+    def log(self, message: str) -> None:
+        return None
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        return None
+
+    def search(self, state: Any) -> None:
+        return None
+
+
+@dataclass
+class Run:
+    """One run in progress: its config, its directory, what its stages produced, and who is told."""
+
+    config: RunConfig
+    dir: Path
+    reporter: Reporter = field(default_factory=Quiet)
+    done: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def search_dir(self) -> Path:
+        return self.dir / "search"
+
+    def threads(self) -> int:
+        c = self.config
+        return c.latency.threads or c.search.cpus_per_trial or os.cpu_count() or 1
+
+    def search_config(self):
+        """The search's config, derived from the run config and what the earlier stages produced."""
+        data = self.done["data"]
+        return self.config.search_config(
+            self.done["space"], self.done["tokenizer"], data["vocab_size"], self.done["seeds"], data["holdout"],
+            data["max_seq_len"], self.done.get("latency"))
+
+
+Stage = Callable[[Run], Any]
+
+
+def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
+    """The run in ``run_dir``: new, or resumed when it holds a run of the same config (another one is refused)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    if path.exists():
+        if json.loads(path.read_text()) != json.loads(json.dumps(config.to_dict())):
+            raise FlexiBertError(f"run directory {run_dir} holds a run with a different config; use another --out")
+    else:
+        write_json(path, config.to_dict())
+    stages = run_dir / "stages.json"
+    done = json.loads(stages.read_text()) if stages.exists() else {}
+    return Run(config, run_dir, reporter, done)
+
+
+def run_stages(run: Run, stages: list[tuple[str, Stage]]) -> None:
+    """Run each stage not yet done, recording its value before the next starts."""
+    for name, stage in stages:
+        if name in run.done:
+            continue
+        run.done[name] = stage(run)
+        write_json(run.dir / "stages.json", run.done)
