@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flexibert._common import FlexiBertError
 from flexibert.train.batching import Encoded, encode
-from flexibert.train.data import DataSource, load_split, split_digest
+from flexibert.train.data import DataSource, Examples, load_split, split_digest
 from flexibert.train.tasks import Task
 from flexibert.train.tokenization import tokenizer_digest
 
@@ -33,14 +33,21 @@ def encoded_split(source: DataSource, task: Task, split: str, tokenizer, max_len
     cached = Encoded.load(cache) if cache.exists() else None
     if cached is not None:
         return cached
-    examples = load_split(source, task, source_split)
+    enc = encode(split_examples(source, task, split, max_samples, holdout), tokenizer, max_len)
+    enc.save(cache)
+    return enc
+
+
+def split_examples(source: DataSource, task: Task, split: str, max_samples: int | None = None,
+                   holdout: int | None = None) -> Examples:
+    """The examples a trial reads as ``split``, before tokenization: anything else that must see exactly
+    a trial's data (a classical baseline) reads them here."""
     if split == VALIDATION and not holdout:
         raise FlexiBertError("the validation split exists only with a holdout carved from train")
+    examples = load_split(source, task, "train" if split == VALIDATION else split)
     if holdout and split in ("train", VALIDATION):
         rest, val = examples.holdout(holdout, HOLDOUT_SEED)
         examples = val if split == VALIDATION else rest
     if split != VALIDATION:
         examples = examples.subset(max_samples, SUBSET_SEED)
-    enc = encode(examples, tokenizer, max_len)
-    enc.save(cache)
-    return enc
+    return examples

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,9 +67,11 @@ def set_threads(num_threads: int | None) -> int:
 
 
 def fit(model, data: Encoded, config: FitConfig, *, seed: int, pad_id: int,
-        prepare: Callable[[dict], dict] | None = None) -> FitStats:
+        prepare: Callable[[dict], dict] | None = None,
+        objective: Callable[[Any, np.ndarray, dict], Any] | None = None) -> FitStats:
     """Optimise ``model`` on bucketed batches of ``data`` in a ``seed``-ed order; ``prepare`` may rewrite
-    each batch (MLM masking).
+    each batch (MLM masking); ``objective(model, indices, batch)`` may replace the model's own loss
+    (distillation), ``indices`` being the batch's rows of ``data``.
 
     Works for any model whose ``forward(input_ids, attention_mask, token_type_ids, labels)`` returns ``.loss``.
     """
@@ -96,10 +98,11 @@ def fit(model, data: Encoded, config: FitConfig, *, seed: int, pad_id: int,
     step, tokens, window, curve = 0, 0, [], []
     start = time.perf_counter()
     while step < total:
-        for _, batch in batches(data, config.batch_size, pad_id, rng):
+        for idx, batch in batches(data, config.batch_size, pad_id, rng):
             if prepare is not None:
                 batch = prepare(batch)
-            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            loss = model(**inputs).loss if objective is None else objective(model, idx, inputs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -20,6 +20,7 @@ from flexibert.model.checkpoint import load_checkpoint, load_config, save_checkp
 from flexibert.model.configuration_flexibert import POOLINGS, POSITION_EMBEDDING_TYPES
 from flexibert.space.design_space import ModelCard
 from flexibert.train.data import DataSource, HFDataset, as_source, train_texts
+from flexibert.train.distill import Distillation, distill_objective
 from flexibert.train.encoding_cache import VALIDATION, encoded_split
 from flexibert.train.loop import evaluate, fit, set_threads, split_metrics
 from flexibert.train.profiles import TrainProfile, get_profile
@@ -48,6 +49,8 @@ class TrialSpec:
     (a sentence-transformers encoder is read by its mean token), else ``cls``.
     ``holdout``: carve this many training examples out as a validation split (fixed seed); the
     trial's ``score`` is then its validation score, and dev is only reported.
+    ``distill``: learn from a fine-tuned teacher too (a :class:`~flexibert.train.distill.Distillation`,
+    its mapping, or just the teacher's path).
     """
 
     card: ModelCard
@@ -63,6 +66,7 @@ class TrialSpec:
     positions: str | None = None
     pooling: str | None = None
     holdout: int | None = None
+    distill: Distillation | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -75,6 +79,7 @@ class TrialSpec:
         put("init", None if self.init is None else Path(self.init))
         put("tokenizer", None if self.tokenizer is None else str(self.tokenizer))
         put("cache_dir", None if self.cache_dir is None else Path(self.cache_dir))
+        put("distill", None if self.distill is None else Distillation.of(self.distill))
         if self.positions is not None and self.positions not in POSITION_EMBEDDING_TYPES:
             raise FlexiBertError(f"positions must be one of {list(POSITION_EMBEDDING_TYPES)}, got {self.positions!r}")
         if self.pooling is not None and self.pooling not in POOLINGS:
@@ -198,9 +203,12 @@ def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
 
     model = build_classifier(spec.card, tok, task.num_labels, spec.seed, task.labels, positions, pooling)
     overlap = _transfer_from(model, init) if init is not None else 0.0
-    model.to(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    objective = None if spec.distill is None else distill_objective(
+        spec.distill, source, task, train, tok, spec.card.h, cache, prof.max_train_samples, spec.holdout, device)
     torch.manual_seed(spec.seed)  # dropout masks: the same whether or not a transfer happened
-    stats = fit(model, train, prof.optimization(), seed=spec.seed, pad_id=tok.pad_token_id)
+    stats = fit(model, train, prof.optimization(), seed=spec.seed, pad_id=tok.pad_token_id, objective=objective)
     metrics = evaluate(model, task, dev, tok.pad_token_id, prof.eval_batch_size)
     validation = None
     if spec.holdout:
