@@ -36,10 +36,10 @@ from flexibert.model.latency import (  # noqa: E402
     FEATURES,
     LatencyModel,
     LatencySetup,
-    build_classifier,
     measure_latencies,
     sample_cards,
     time_forward,
+    timing_model,
 )
 from flexibert.space.design_space import DesignSpace, ModelCard  # noqa: E402
 
@@ -94,7 +94,7 @@ def hf_ratio(batch: int, layers: int, args: argparse.Namespace) -> float:
     dims = FAMILIES["minilm"][1]
     setup = LatencySetup(batch=batch, threads=args.threads, dims=dims, warmup=args.warmup, repeats=args.repeats)
     torch.manual_seed(args.seed)
-    ours = build_classifier(ModelCard.homogeneous(layers, 12, 384, 1536), dims)
+    ours = timing_model(ModelCard.homogeneous(layers, 12, 384, 1536), dims)
     cfg = BertConfig(
         vocab_size=dims.vocab_size, hidden_size=384, num_hidden_layers=layers, num_attention_heads=12,
         intermediate_size=1536, num_labels=2, attn_implementation="sdpa",

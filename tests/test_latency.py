@@ -13,7 +13,6 @@ import torch
 
 from flexibert._common import FlexiBertError
 from flexibert.model.cost import ArchDims, flops, param_count
-from flexibert.search.budget import Budget
 from flexibert.model.latency import (
     LatencyModel,
     LatencySetup,
@@ -21,6 +20,7 @@ from flexibert.model.latency import (
     measure_latency,
     sample_cards,
 )
+from flexibert.search.budget import Budget
 from flexibert.space.design_space import DesignSpace, ModelCard
 
 # Small models, short sequences, one thread: the timings take seconds, not minutes.
@@ -187,3 +187,10 @@ def test_load_rejects_what_is_not_a_latency_model(fitted, tmp_path):
     (tmp_path / "broken.json").write_text(json.dumps(d))
     with pytest.raises(FlexiBertError, match="malformed"):
         LatencyModel.load(tmp_path / "broken.json")
+
+
+def test_the_torch_free_position_schemes_match_the_models_own():
+    from flexibert.model.configuration_flexibert import POSITION_EMBEDDING_TYPES
+    from flexibert.model.cost import POSITION_SCHEMES
+
+    assert POSITION_SCHEMES == POSITION_EMBEDDING_TYPES

@@ -352,8 +352,8 @@ def test_cli_builds_each_oracles_config(tmp_path, capsys, monkeypatch):
 
 # -- readers -----------------------------------------------------------------------------------------
 def test_readers_work_while_a_search_writes_and_never_write(tmp_path):
-    from flexibert.search.results import RunResults
     from flexibert.report.run import run_report_data
+    from flexibert.search.results import RunResults
 
     run = tmp_path / "live"
     proc = subprocess.Popen(FLEXIBERT + ["search", "--task", "sst2", "--table", str(STUDY_JSON), "--budget", "300",

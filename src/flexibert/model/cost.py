@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from flexibert.space.design_space import ModelCard
 
+#: The position schemes a FlexiBERT encoder implements (``configuration_flexibert`` holds its own copy, as the
+#: standalone remote code must; a test keeps the two equal).
+POSITION_SCHEMES: tuple[str, ...] = ("relative_key", "absolute")
+
 
 @dataclass(frozen=True)
 class ArchDims:

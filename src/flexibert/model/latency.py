@@ -26,12 +26,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from flexibert._common import FlexiBertError, positive_number, read_json, write_json
-from flexibert.model.configuration_flexibert import POSITION_EMBEDDING_TYPES, FlexiBertConfig
-from flexibert.model.cost import ArchDims, flops, param_count
-from flexibert.model.modeling_flexibert import FlexiBertForSequenceClassification
+from flexibert.model.cost import POSITION_SCHEMES, ArchDims, flops
 from flexibert.space.design_space import ModelCard
 
 FORMAT = "flexibert-latency-model/1"
@@ -60,10 +57,10 @@ class LatencySetup:
             positive_number(f"latency setup: {name}", getattr(self, name), int)
         if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
             raise FlexiBertError(f"latency setup: warmup must be a non-negative integer, got {self.warmup!r}")
-        if self.dims.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+        if self.dims.position_embedding_type not in POSITION_SCHEMES:
             raise FlexiBertError(
                 f"latency setup: position_embedding_type {self.dims.position_embedding_type!r} is not one of "
-                f"{list(POSITION_EMBEDDING_TYPES)}"
+                f"{list(POSITION_SCHEMES)}"
             )
         if self.dims.position_embedding_type == "absolute" and self.seq_len > self.dims.max_position_embeddings:
             raise FlexiBertError(
@@ -79,18 +76,23 @@ class LatencySetup:
         return cls(**{**d, "dims": ArchDims(**d["dims"])})
 
 
-def build_classifier(card: ModelCard, dims: ArchDims) -> FlexiBertForSequenceClassification:
-    """The model a latency figure times: ``card``'s two-label classifier, randomly initialised, in eval mode."""
+def timing_model(card: ModelCard, dims: ArchDims):
+    """A two-label classifier of ``card`` in eval mode: what a latency figure times."""
+    from flexibert.model.configuration_flexibert import FlexiBertConfig
+    from flexibert.model.modeling_flexibert import FlexiBertForSequenceClassification
+
     config = FlexiBertConfig.from_card(card, num_labels=2, **asdict(dims))
     return FlexiBertForSequenceClassification(config).eval()
 
 
-def time_forward(models: Sequence[torch.nn.Module], setup: LatencySetup, seed: int = 0) -> list[float]:
+def time_forward(models: Sequence, setup: LatencySetup, seed: int = 0) -> list[float]:
     """Median forward-pass milliseconds of each model on random tokens of ``setup``'s shape.
 
     The models are timed round robin, one forward each per round, so that a change in the
     machine's load during the run falls on all of them alike instead of on a few.
     """
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, setup.dims.vocab_size, (setup.batch, setup.seq_len), generator=gen)
     mask = torch.ones_like(ids)
@@ -114,8 +116,10 @@ def measure_latencies(cards: Sequence[ModelCard], setup: LatencySetup, seed: int
     """Median forward-pass milliseconds of each card's classifier in eval mode, timed together
     (see :func:`time_forward`). Random weights: values do not change the time. All the models
     are held at once, each with its vocab x h_0 embedding table."""
+    import torch
+
     torch.manual_seed(seed)
-    return time_forward([build_classifier(card, setup.dims) for card in cards], setup, seed)
+    return time_forward([timing_model(card, setup.dims) for card in cards], setup, seed)
 
 
 def measure_latency(card: ModelCard, setup: LatencySetup = LatencySetup()) -> float:
@@ -221,6 +225,8 @@ class LatencyModel:
 
 def _machine() -> str:
     """What measured: latencies move with the CPU and torch build, so a saved model names them."""
+    import torch
+
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}"
 
 
