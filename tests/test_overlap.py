@@ -7,8 +7,17 @@ import random
 import numpy as np
 import pytest
 
+from flexibert._common import FlexiBertError
 from flexibert.model.cost import ArchDims, param_blocks
-from flexibert.model.overlap import CardLayers, matching_prefix, overlap, transfer_plan
+from flexibert.model.overlap import (
+    LAYER_MAPS,
+    CardLayers,
+    layer_pairs,
+    matching_prefix,
+    overlap,
+    transfer_plan,
+    uniform_source_layer,
+)
 from flexibert.space.design_space import DesignSpace, ModelCard
 from flexibert.space.seeds import SEED_CARDS
 
@@ -38,10 +47,19 @@ def relative(rng: random.Random, card: ModelCard) -> ModelCard:
     return ModelCard.from_dict(other)
 
 
+def family_card(rng: random.Random) -> ModelCard:
+    """One width at any depth, as in MiniLM's family: the uniform map finds matches across depths."""
+    l = rng.randint(1, 6)  # noqa: E741
+    return ModelCard(l=l, a=[rng.choice((2, 4)) for _ in range(l)], h=[128] * l,
+                     f=[rng.choice(FFNS) for _ in range(l)], s=[rng.choice(("sdp", "wma")) for _ in range(l)])
+
+
+@pytest.mark.parametrize("layer_map", LAYER_MAPS)
 @pytest.mark.parametrize("dims", [ArchDims(), ArchDims(vocab_size=1000, position_embedding_type="absolute")])
-def test_array_overlap_equals_the_scalar_rule_exactly(dims):
+def test_array_overlap_equals_the_scalar_rule_exactly(dims, layer_map):
     rng = random.Random(7)
     cards = [random_card(rng, rng.randint(1, 6)) for _ in range(150)] + list(SEED_CARDS.values())
+    cards += [family_card(rng) for _ in range(60)]
     pairs = []
     for _ in range(400):  # related pairs, both ways round: partial prefixes of every length
         i = rng.randrange(len(cards))
@@ -49,19 +67,30 @@ def test_array_overlap_equals_the_scalar_rule_exactly(dims):
         pairs += [(i, len(cards) - 1), (len(cards) - 1, i)]
     pairs += [(rng.randrange(len(cards)), rng.randrange(len(cards))) for _ in range(3000)]
     pairs += [(i, i) for i in range(len(cards))]
+    family = range(len(cards) - 60, len(cards))
+    pairs += [(i, j) for i in family for j in family]
     q, s = np.array(pairs).T
     layers = CardLayers(cards, dims)
-    want = np.array([overlap(cards[i], cards[j], dims) for i, j in pairs])
-    assert np.array_equal(layers.overlap(q, s), want)  # exactly: the same integers, the same division
+    want = np.array([overlap(cards[i], cards[j], dims, layer_map) for i, j in pairs])
+    assert np.array_equal(layers.overlap(q, s, layer_map), want)  # exactly: the same integers, the same division
     prefixes = {matching_prefix(cards[i], cards[j]) for i, j in pairs}
     depths = {cards[i].l - cards[j].l for i, j in pairs}
     assert prefixes >= set(range(6)) and min(depths) <= -4 and max(depths) >= 4
     assert ((want > 0) & (want < 1)).sum() > 300 and (want == 1).sum() >= len(cards)
+    plans = [transfer_plan(cards[i], cards[j], dims, layer_map) for i, j in pairs]
+    assert sum(len(p.pruned) for p in plans) > 100  # narrower FFNs count as inherited
+    spread = sum(any(j != m for j, m in p.layers) for p in plans)
+    gaps = sum(any(b - a > 1 for (a, _), (b, _) in zip(p.layers, p.layers[1:])) for p in plans)
+    assert (spread > 100 and gaps > 30) if layer_map == "uniform" else spread == gaps == 0
     # Broadcasting: one query against many sources, and all pairs of two sets, give the pairwise numbers.
-    assert np.array_equal(layers.overlap(q[0], s), [overlap(cards[q[0]], cards[j], dims) for j in s.tolist()])
+    assert np.array_equal(layers.overlap(q[0], s, layer_map),
+                          [overlap(cards[q[0]], cards[j], dims, layer_map) for j in s.tolist()])
     a, b = q[:40], s[-30:]
-    grid = [[overlap(cards[i], cards[j], dims) for j in b.tolist()] for i in a.tolist()]
-    assert np.array_equal(layers.overlap(a[:, None], b[None, :]), grid)
+    grid = [[overlap(cards[i], cards[j], dims, layer_map) for j in b.tolist()] for i in a.tolist()]
+    assert np.array_equal(layers.overlap(a[:, None], b[None, :], layer_map), grid)
+    a, b = np.array(family[:25]), np.array(family[-25:])
+    grid = [[overlap(cards[i], cards[j], dims, layer_map) for j in b.tolist()] for i in a.tolist()]
+    assert np.array_equal(layers.overlap(a[:, None], b[None, :], layer_map), grid)
     blocks = [param_blocks(c, dims) for c in cards]
     assert layers.total.tolist() == [sum(b.values()) - b["embeddings"] for b in blocks]
 
@@ -90,3 +119,39 @@ def test_overlap_counts_encoder_layers_only():
     # The vocabulary changes the embedding share, never the overlap.
     small_vocab = transfer_plan(l4, tiny, ArchDims(vocab_size=1000))
     assert small_vocab.fraction == half.fraction and small_vocab.embedding_share < half.embedding_share
+
+
+def test_uniform_map_spreads_a_shallower_query_over_the_source():
+    assert [uniform_source_layer(j, 3, 6) for j in range(3)] == [1, 3, 5]
+    assert [uniform_source_layer(j, 2, 6) for j in range(2)] == [2, 5]
+    assert [uniform_source_layer(j, 4, 6) for j in range(4)] == [1, 2, 4, 5]  # 1.5 and 4.5 round up
+    assert [uniform_source_layer(j, 1, 4) for j in range(1)] == [3]
+    assert [uniform_source_layer(j, 5, 3) for j in range(5)] == [0, 1, 2, 3, 4]  # deeper: the identity
+    assert [uniform_source_layer(j, 6, 6) for j in range(6)] == list(range(6))
+
+
+def test_layer_pairs_and_pruned_ffns_on_minilm_children():
+    """MiniLM's family: width 384, 12 heads, FFN 1536; a child with 6 heads in its middle layer and FFN 768."""
+    minilm = ModelCard.homogeneous(l=6, a=12, h=384, f=1536)
+    child = ModelCard(l=3, a=(12, 6, 12), h=(384,) * 3, f=(768, 1536, 768), s=("sdp",) * 3)
+    assert layer_pairs(child, minilm) == ((0, 0),)  # bottom: the prefix stops at the 6-head layer
+    assert layer_pairs(child, minilm, "uniform") == ((0, 1), (2, 5))  # uniform: every match, past the gap
+    bottom, uniform = transfer_plan(child, minilm), transfer_plan(child, minilm, layer_map="uniform")
+    assert bottom.pruned == (0,) and uniform.pruned == (0, 2)
+    blocks = param_blocks(child)
+    assert bottom.transferred == blocks["layer.0.attention"] + blocks["layer.0.ffn"]
+    assert uniform.transferred == bottom.transferred + blocks["layer.2.attention"] + blocks["layer.2.ffn"]
+    wider = ModelCard.homogeneous(l=2, a=12, h=384, f=3072)  # an FFN wider than the source's is not inherited
+    assert transfer_plan(wider, minilm).blocks == ("embeddings", "layer.0.attention", "layer.1.attention")
+    assert transfer_plan(wider, minilm).pruned == ()
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b: overlap(a, b, layer_map="top"),
+    lambda a, b: transfer_plan(a, b, layer_map="top"),
+    lambda a, b: CardLayers([a, b]).overlap(0, 1, "top"),
+])
+def test_an_unknown_layer_map_is_one_clear_error(call):
+    tiny = SEED_CARDS["bert-tiny"]
+    with pytest.raises(FlexiBertError, match=r"layer_map must be one of \['bottom', 'uniform'\], got 'top'"):
+        call(tiny, tiny)

@@ -9,16 +9,22 @@ its own ``workdir`` (plus content-keyed caches that parallel trials can share).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flexibert._common import FlexiBertError, write_json
-from flexibert.model.checkpoint import load_checkpoint, load_config, save_checkpoint
+from flexibert.model.checkpoint import WEIGHTS, load_checkpoint, load_config, save_checkpoint, tensor_shapes
 from flexibert.model.configuration_flexibert import POOLINGS, POSITION_EMBEDDING_TYPES
+from flexibert.model.importance import check_ffn_select, inheritance_scores
+from flexibert.model.overlap import check_layer_map, transfer_plan
 from flexibert.space.design_space import ModelCard
+from flexibert.train.batching import Encoded, batches
 from flexibert.train.data import DataSource, HFDataset, as_source, train_texts
 from flexibert.train.distill import Distillation, distill_objective
 from flexibert.train.encoding_cache import VALIDATION, encoded_split
@@ -30,6 +36,9 @@ from flexibert.train.tokenization import (
     load_tokenizer,
     resolve_tokenizer,
 )
+
+
+IMPORTANCE_BATCHES = 8  # training batches (of the profile's size) that score a source's FFN neurons
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,10 @@ class TrialSpec:
     trial's ``score`` is then its validation score, and dev is only reported.
     ``distill``: learn from a fine-tuned teacher too (a :class:`~flexibert.train.distill.Distillation`,
     its mapping, or just the teacher's path).
+    ``layer_map``: which source layer each layer inherits from (``bottom`` or ``uniform``, see
+    :mod:`flexibert.model.overlap`). ``ffn_select``: which source neurons a narrower FFN keeps
+    (``importance``, ``magnitude`` or ``first``, see :mod:`flexibert.model.importance`); ``importance`` by
+    default, the best on validation in ``bench/inheritance.py``.
     """
 
     card: ModelCard
@@ -66,6 +79,8 @@ class TrialSpec:
     positions: str | None = None
     pooling: str | None = None
     holdout: int | None = None
+    layer_map: str = "bottom"
+    ffn_select: str = "importance"
     distill: Distillation | None = None
 
     def __post_init__(self) -> None:
@@ -86,6 +101,8 @@ class TrialSpec:
             raise FlexiBertError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"a validation holdout needs at least 1 example, got {self.holdout}")
+        check_layer_map(self.layer_map)
+        check_ffn_select(self.ffn_select)
 
 
 @dataclass
@@ -164,11 +181,22 @@ def check_init_vocab(init: Path, init_config, tokenizer) -> None:
         )
 
 
-def _transfer_from(model, init: Path) -> float:
+def _transfer_from(model, spec: TrialSpec, train: Encoded, pad_id: int, device: str) -> float:
+    """Weight transfer from ``spec.init``; neurons of a narrower FFN are scored on a few seeded training batches,
+    through the source's classifier when its checkpoint has one for this task."""
     from flexibert.model.transfer import transfer_weights
 
-    source, _ = load_checkpoint(init, head="base")
-    return float(transfer_weights(model, source).fraction)
+    weights = spec.init / WEIGHTS
+    has_head = weights.is_file() and "classifier.weight" in tensor_shapes(weights)
+    source, _ = load_checkpoint(spec.init, head="classification" if has_head else "base")
+    plan = transfer_plan(model.config.card, source.config.card, model.config.arch_dims, spec.layer_map)
+    scores = None
+    if plan.pruned and spec.ffn_select != "first":
+        rng = np.random.default_rng(spec.seed)
+        scored = [b for _, b in itertools.islice(batches(train, spec.profile.batch_size, pad_id, rng),
+                                                 IMPORTANCE_BATCHES)]
+        scores = inheritance_scores(source.to(device), spec.ffn_select, scored, spec.task.num_labels)
+    return float(transfer_weights(model, source, spec.layer_map, scores).fraction)
 
 
 def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
@@ -202,8 +230,8 @@ def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
     pooling = spec.pooling or (init_config.classifier_pooling if init_config else "cls")
 
     model = build_classifier(spec.card, tok, task.num_labels, spec.seed, task.labels, positions, pooling)
-    overlap = _transfer_from(model, init) if init is not None else 0.0
     device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    overlap = _transfer_from(model, spec, train, tok.pad_token_id, device) if init is not None else 0.0
     model.to(device)
     objective = None if spec.distill is None else distill_objective(
         spec.distill, source, task, train, tok, spec.card.h, cache, prof.max_train_samples, spec.holdout, device)
