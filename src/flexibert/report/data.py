@@ -108,20 +108,13 @@ def confirmed_model(name: str, value: Any) -> dict[str, Any]:
 
 
 def _finalist(name: str, value: Any) -> dict[str, Any]:
-    required = ("card", "proxy", "validation", "dev", "params", "flops", "winner")
-    value = checked_mapping(name, value, required, ("latency_ms",))
+    """A finalist: a confirmed model with its search (``proxy``) score, marked ``winner`` or not."""
+    value = checked_mapping(name, value, ("card", "proxy", "validation", "dev", "params", "flops", "winner"),
+                            ("latency_ms",))
     if not isinstance(value["winner"], (bool, np.bool_)):
         raise FlexiBertError(f"report data: '{name}.winner' must be true or false, got {value['winner']!r}")
-    return {
-        "card": _card(f"{name}.card", value["card"]),
-        "proxy": _number(f"{name}.proxy", value["proxy"]),
-        "validation": _number(f"{name}.validation", value["validation"]),
-        "dev": _number(f"{name}.dev", value["dev"]),
-        "params": _count(f"{name}.params", value["params"]),
-        "flops": _count(f"{name}.flops", value["flops"]),
-        "latency_ms": checked_numbers(f"{name}.latency_ms", value.get("latency_ms"), LATENCY_KEYS),
-        "winner": bool(value["winner"]),
-    }
+    model = confirmed_model(name, {k: v for k, v in value.items() if k not in ("proxy", "winner")})
+    return {**model, "proxy": _number(f"{name}.proxy", value["proxy"]), "winner": bool(value["winner"])}
 
 
 def checked_baseline(name: str, value: Any) -> dict[str, Any] | None:
