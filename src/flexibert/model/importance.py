@@ -25,20 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from flexibert._common import FlexiBertError
-from flexibert.model.modeling_flexibert import FlexiBertForSequenceClassification, FlexiBertPreTrainedModel
-
-#: How a narrower FFN picks the source neurons it keeps: Taylor importance, weight magnitude, or the first ones.
-FFN_SELECTS: tuple[str, ...] = ("importance", "magnitude", "first")
+from flexibert.model.modeling_flexibert import (
+    FlexiBertForSequenceClassification,
+    FlexiBertPreTrainedModel,
+)
+from flexibert.model.overlap import check_ffn_select
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[FlexiBertPreTrainedModel, Batch], torch.Tensor]
-
-
-def check_ffn_select(ffn_select: str) -> str:
-    """``ffn_select`` itself, or one error naming the choices."""
-    if ffn_select not in FFN_SELECTS:
-        raise FlexiBertError(f"ffn_select must be one of {list(FFN_SELECTS)}, got {ffn_select!r}")
-    return ffn_select
 
 
 def _layers(model: FlexiBertPreTrainedModel) -> torch.nn.ModuleList:

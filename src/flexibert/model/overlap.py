@@ -42,6 +42,18 @@ LAYER_BLOCKS: tuple[str, ...] = ("attention", "wma", "ffn", "projection")
 LAYER_MAPS: tuple[str, ...] = ("bottom", "uniform")
 
 
+#: How a narrower FFN picks the source neurons it keeps (``model.importance``): Taylor importance, weight
+#: magnitude, or the first ones. The plan is the same for each: only which neurons move differs.
+FFN_SELECTS: tuple[str, ...] = ("importance", "magnitude", "first")
+
+
+def check_ffn_select(ffn_select: str) -> str:
+    """``ffn_select`` itself, or one error naming the choices."""
+    if ffn_select not in FFN_SELECTS:
+        raise FlexiBertError(f"ffn_select must be one of {list(FFN_SELECTS)}, got {ffn_select!r}")
+    return ffn_select
+
+
 def check_layer_map(layer_map: str) -> str:
     """``layer_map`` itself, or one error naming the choices, before any pair is looked at."""
     if layer_map not in LAYER_MAPS:

@@ -51,7 +51,7 @@ class TrainingSection:
     max_seq_len: int | None = None  # None: the 95th percentile of the training texts' token lengths
     pooling: str | None = None  # what classifiers read, cls or mean (None: the seeds' own; cls for MLM seeds)
     layer_map: str = "bottom"  # which source layers a child inherits: bottom (a prefix) or uniform (spread)
-    ffn_select: str = "first"  # which neurons a narrower FFN inherits: first, magnitude or importance
+    ffn_select: str = "importance"  # which neurons a narrower FFN inherits: importance, magnitude or first
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def _retrain(run: Run, oracle, trial, init: str | None, seed: int, label: str, t
         r = train_trial(spec, workdir / f"attempt-{len(list(workdir.glob('attempt-*'))) + 1}")
     task = run.config.task_and_source[0]
     return {"seed": seed, "validation": r.score, "dev": task.score(r.metrics), "dev_metrics": r.metrics,
-            "num_train": r.num_train, "checkpoint": r.checkpoint}
+            "num_train": r.num_train, "checkpoint": r.checkpoint, "wall_s": round(r.wall_s, 1)}
 
 
 def _references(run: Run, results) -> list:

@@ -206,5 +206,15 @@ def run_job(config_path: str | Path, out: str | Path | None = None, data_dir: st
     config = RunConfig.from_yaml(config_path, data_dir)
     run = open_run(config, Path(out or Path("runs") / config.name), reporter or Quiet())
     run_stages(run, STAGES)
-    return {**RunResults(run.dir).summary(), "wall_s": round(time.perf_counter() - t0, 1),
-            "report_html": run.done["report"]}
+    results, wall = RunResults(run.dir), round(time.perf_counter() - t0, 1)
+    return {**results.summary(), "wall_s": wall, "cost": _cost(results, wall), "report_html": run.done["report"]}
+
+
+def _cost(results, wall_s: float) -> dict[str, float] | None:
+    """This invocation's wall time as a multiple of one confirmation of the reference (its mean over the
+    training seeds), a figure that holds on any machine."""
+    runs = (results.reference or {}).get("runs") or []
+    if not runs or not all(r.get("wall_s") for r in runs):
+        return None
+    fit = sum(r["wall_s"] for r in runs) / len(runs)
+    return {"reference_fit_s": round(fit, 1), "run_wall_s": wall_s, "multiple": round(wall_s / fit, 2)}

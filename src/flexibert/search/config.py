@@ -60,7 +60,7 @@ class TrainConfig:
     latency_model: str | None = None  # a fitted ``LatencyModel`` JSON, needed by ``max_latency_ms``
     max_seq_len: int | None = None  # None: the profile's
     layer_map: str = "bottom"  # which source layers a child inherits (``model.overlap``)
-    ffn_select: str = "first"  # which source neurons a narrower FFN inherits
+    ffn_select: str = "importance"  # which source neurons a narrower FFN inherits (``model.importance``)
 
     def __post_init__(self) -> None:
         if not self.space:
@@ -73,6 +73,10 @@ class TrainConfig:
             raise FlexiBertError(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"holdout must be >= 1 training example, got {self.holdout}")
+        from flexibert.model.overlap import check_ffn_select, check_layer_map
+
+        check_layer_map(self.layer_map)
+        check_ffn_select(self.ffn_select)
         limits = Budget.of(self.limits)  # a stored config holds it as a dict
         object.__setattr__(self, "limits", limits if limits else None)
 

@@ -113,6 +113,7 @@ class ActiveLearner:
     tell signal from noise, and a GP that explains them all as noise has a tiny sigma.
     ``dims`` are the run's non-card sizes; the overlap counts encoder layers only, so of them
     only the position scheme matters (a relative-position table belongs to each attention block).
+    ``layer_map`` is the trials' own (``model.overlap``), so the overlap counts what they inherit.
     """
 
     cards: Sequence[ModelCard]
@@ -131,6 +132,7 @@ class ActiveLearner:
     min_trained: int = 10
     seed: int = 0
     dims: ArchDims = field(default_factory=ArchDims)
+    layer_map: str = "bottom"  # which source layers a query inherits, as the trials transfer them
 
     def __post_init__(self) -> None:
         check_acquisition(self.acquisition)
@@ -233,7 +235,7 @@ class ActiveLearner:
             return np.full(len(queries), -1), np.full(len(queries), -1.0)
         if everyone:
             pool = np.broadcast_to(told, (len(queries), len(told)))
-            ov = self._layers.overlap(queries[:, None], told[None, :])
+            ov = self._layers.overlap(queries[:, None], told[None, :], self.layer_map)
         else:  # few neighbours are trained: compute only those pairs
             is_trained = np.zeros(len(self.cards), dtype=bool)
             is_trained[told] = True
@@ -241,7 +243,7 @@ class ActiveLearner:
             pool = np.where(is_trained[near], near, -1)
             ov = np.full(pool.shape, -1.0)
             ok = pool >= 0
-            ov[ok] = self._layers.overlap(queries[np.nonzero(ok)[0]], pool[ok])
+            ov[ok] = self._layers.overlap(queries[np.nonzero(ok)[0]], pool[ok], self.layer_map)
         rows, col = np.arange(len(queries)), ov.argmax(axis=1)  # the first maximum wins ties
         best = ov[rows, col]
         return np.where(best >= 0, pool[rows, col], -1), best

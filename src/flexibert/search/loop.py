@@ -176,7 +176,8 @@ class Search:
             acquisition=config.acquisition, beta=config.beta, ci=config.ci, seed=config.seed,
             min_trained=config.min_trained,
             schedule=RelaxationSchedule(start=config.threshold_start, step=config.threshold_step),
-            **({"dims": config.oracle.arch_dims()} if isinstance(config.oracle, TrainConfig) else {}))
+            **({"dims": config.oracle.arch_dims(), "layer_map": config.oracle.layer_map}
+               if isinstance(config.oracle, TrainConfig) else {}))
         self.progress = SearchState(threshold=config.threshold_start, ci=config.ci)
         self._restore()
 

@@ -19,10 +19,16 @@ from typing import Any
 import numpy as np
 
 from flexibert._common import FlexiBertError, write_json
-from flexibert.model.checkpoint import WEIGHTS, load_checkpoint, load_config, save_checkpoint, tensor_shapes
+from flexibert.model.checkpoint import (
+    WEIGHTS,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+    tensor_shapes,
+)
 from flexibert.model.configuration_flexibert import POOLINGS, POSITION_EMBEDDING_TYPES
-from flexibert.model.importance import check_ffn_select, inheritance_scores
-from flexibert.model.overlap import check_layer_map, transfer_plan
+from flexibert.model.importance import inheritance_scores
+from flexibert.model.overlap import check_ffn_select, check_layer_map, transfer_plan
 from flexibert.space.design_space import ModelCard
 from flexibert.train.batching import Encoded, batches
 from flexibert.train.data import DataSource, HFDataset, as_source, train_texts
@@ -36,7 +42,6 @@ from flexibert.train.tokenization import (
     load_tokenizer,
     resolve_tokenizer,
 )
-
 
 IMPORTANCE_BATCHES = 8  # training batches (of the profile's size) that score a source's FFN neurons
 
