@@ -19,6 +19,7 @@ import numpy as np
 
 from flexibert._common import FlexiBertError, atomic_path, build_config
 from flexibert.model.checkpoint import CONFIG, WEIGHTS, load_checkpoint, load_config
+from flexibert.model.overlap import uniform_source_layer
 from flexibert.train.batching import Encoded
 from flexibert.train.data import DataSource, split_digest
 from flexibert.train.encoding_cache import encoded_split
@@ -66,11 +67,11 @@ class Distillation:
 
 
 def layer_pairs(student_widths: tuple[int, ...], teacher_widths: tuple[int, ...]) -> list[tuple[int, int]]:
-    """``(student layer, teacher layer)`` pairs of equal width under the uniform mapping
-    ``j -> round((j + 1) * Lt / Ls) - 1`` (rounded half up), so the child's last layer meets the teacher's."""
+    """``(student layer, teacher layer)`` pairs of equal width under weight transfer's ``uniform`` map
+    (``overlap.uniform_source_layer``), so a shallower child's last layer meets the teacher's."""
     ls, lt = len(student_widths), len(teacher_widths)
-    pairs = [(j, math.floor((j + 1) * lt / ls + 0.5) - 1) for j in range(ls)]
-    return [(j, t) for j, t in pairs if 0 <= t < lt and student_widths[j] == teacher_widths[t]]
+    pairs = [(j, uniform_source_layer(j, ls, lt)) for j in range(ls)]
+    return [(j, t) for j, t in pairs if t < lt and student_widths[j] == teacher_widths[t]]
 
 
 def _teacher_digest(teacher: Path) -> str:
