@@ -14,7 +14,12 @@ import sys
 import pytest
 
 from flexibert._common import FlexiBertError
-from flexibert.search.backends import LocalBackend, TrialResources, gpu_assignment, make_backend
+from flexibert.search.backends import (
+    LocalBackend,
+    TrialResources,
+    gpu_assignment,
+    make_backend,
+)
 
 KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 

@@ -12,7 +12,7 @@ from flexibert._common import FlexiBertError
 from flexibert.model.checkpoint import load_checkpoint
 from flexibert.space.design_space import ModelCard
 from flexibert.space.seeds import SEED_CARDS
-from flexibert.train.distill import Distillation, layer_pairs, teacher_logits
+from flexibert.train.distill import layer_pairs, teacher_logits
 from flexibert.train.encoding_cache import encoded_split
 from flexibert.train.loop import predict
 from flexibert.train.profiles import get_profile

@@ -8,7 +8,11 @@ import torch
 
 from flexibert._common import FlexiBertError
 from flexibert.model.configuration_flexibert import FlexiBertConfig
-from flexibert.model.embedding_init import init_word_embeddings, project_word_embeddings, read_word_embeddings
+from flexibert.model.embedding_init import (
+    init_word_embeddings,
+    project_word_embeddings,
+    read_word_embeddings,
+)
 from flexibert.model.modeling_flexibert import FlexiBertForMaskedLM
 
 

@@ -18,15 +18,23 @@ from flexibert.model.importance import (
     probe_loss,
     top_neurons,
 )
-from flexibert.model.modeling_flexibert import FlexiBertForSequenceClassification, FlexiBertModel
+from flexibert.model.modeling_flexibert import (
+    FlexiBertForSequenceClassification,
+    FlexiBertModel,
+)
 from flexibert.model.overlap import overlap
 from flexibert.model.transfer import transfer_weights
 from flexibert.space.design_space import ModelCard
 from flexibert.train.batching import batches
 from flexibert.train.encoding_cache import encoded_split
 from flexibert.train.profiles import get_profile
-from flexibert.train.tokenization import load_tokenizer
-from flexibert.train.trial import IMPORTANCE_BATCHES, TrialSpec, _transfer_from, build_classifier, train_trial
+from flexibert.train.trial import (
+    IMPORTANCE_BATCHES,
+    TrialSpec,
+    _transfer_from,
+    build_classifier,
+    train_trial,
+)
 
 from .conftest import GLUE_DIR, VOCAB
 

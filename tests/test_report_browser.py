@@ -25,7 +25,13 @@ import pytest
 from PIL import Image
 
 from flexibert.space.design_space import ModelCard
-from tests.test_report import REFERENCE, study_choice, study_measured, study_report_dir, study_seeds
+from tests.test_report import (
+    REFERENCE,
+    study_choice,
+    study_measured,
+    study_report_dir,
+    study_seeds,
+)
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")

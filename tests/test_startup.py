@@ -102,3 +102,19 @@ def test_import_flexibert_registers_the_auto_classes(checkpoint, order):
     )
     done = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_report_and_best_of_a_search_leave_torch_unloaded(tmp_path):
+    """Reading a run (its report, its answer) never pays for torch: a replay search, then both commands."""
+    from .conftest import SHARED
+
+    study = SHARED / "flexibert-2021" / "dataset_small_sst2.json"
+    run = tmp_path / "replay"
+    done, _ = _heavy_after(CLI, "search", "--task", "sst2", "--table", str(study), "--budget", "12", "--out", str(run),
+                           "--quiet")
+    assert done.returncode == 0, done.stderr[-2000:]
+    for args in (["report", str(run)], ["best", str(run)]):
+        done, heavy = _heavy_after(CLI, *args)
+        assert done.returncode == 0 and heavy == [], (args, heavy, done.stderr[-2000:])
+    assert (run / "report" / "report.html").is_file()
+    assert json.loads(done.stdout.strip().splitlines()[-1])["trials_done"] == 12

@@ -22,7 +22,12 @@ from flexibert.train.pretrain import MlmConfig, pretrain
 from flexibert.train.profiles import PROFILES, get_profile
 from flexibert.train.tasks import get_task
 from flexibert.train.tokenization import cached_wordpiece
-from flexibert.train.trial import TrialResult, TrialSpec, evaluate_checkpoint, train_trial
+from flexibert.train.trial import (
+    TrialResult,
+    TrialSpec,
+    evaluate_checkpoint,
+    train_trial,
+)
 
 from .conftest import GLUE_DIR, VOCAB
 

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 
 console = Console(stderr=True)
-CARD_KEYS = ("card", "validation", "dev", "latency_ms", "name", "dev_sd", "n_seeds")  # of a model, on its model card
 
 
 class _LiveReporter:
@@ -114,8 +113,8 @@ def export(
     winner = results.winner
     if winner is None or not winner["checkpoint"]:
         raise FlexiBertError(f"{run_dir}: no finished trial with a checkpoint to export")
-    info = {**{k: v for k, v in winner.items() if k in CARD_KEYS}, **results.costs(winner["card"]),
-            "task": results.config.task, "metric": results.metric(), "reference": results.reference,
+    info = {**results.describe(winner), "task": results.config.task, "metric": results.metric(),
+            "reference": results.describe(results.reference),
             "retention": results.retention, "speedup": results.speedup, "baseline": results.baseline,
             "data": _data_line(results)}
     path = export_checkpoint(winner["checkpoint"], out, readme=model_card(info))

@@ -33,7 +33,12 @@ def __getattr__(name: str) -> Any:
 
 def register_auto_classes() -> None:
     """Register the config and the three model heads with the ``transformers`` Auto factories."""
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+    )
 
     from flexibert.model.configuration_flexibert import FlexiBertConfig
     from flexibert.model.modeling_flexibert import (

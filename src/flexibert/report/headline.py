@@ -14,7 +14,15 @@ from typing import Any, Callable, Mapping
 
 from flexibert.report.analysis import allowed_measured, best_measured
 from flexibert.report.data import LATENCY_KEYS, Answer, ReportData
-from flexibert.report.labels import card_label, giga, limit, millions, percent, score, times
+from flexibert.report.labels import (
+    card_label,
+    giga,
+    limit,
+    millions,
+    percent,
+    score,
+    times,
+)
 from flexibert.report.tables import CARD_NOTE, Table
 
 
@@ -110,7 +118,7 @@ def _finalists(answer: Answer) -> Table:
          millions(f["params"]), giga(f["flops"]), _latency(f, "batch_1"), _latency(f, "batch_32"))
         for f in answer.finalists
     )
-    note = f"retrained at full fidelity and scored again; {CARD_NOTE}"
+    note = f"retrained under the confirmation recipe, as the reference was, and scored again; {CARD_NOTE}"
     return Table(f"Finalists ({len(rows)})", header, rows, note)
 
 

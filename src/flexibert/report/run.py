@@ -42,18 +42,13 @@ def _answer(results) -> Answer | None:
     if not results.confirmed:
         return None
 
-    def model(row: dict[str, Any] | None, keys=("name", "dev_sd", "n_seeds"), **extra: Any) -> dict[str, Any] | None:
-        if row is None:
-            return None
-        keys = ("card", "validation", "dev", "latency_ms", *keys)
-        return {**{k: row[k] for k in keys if row.get(k) is not None}, **results.costs(row["card"]), **extra}
-
-    finalists = [model(r, (), proxy=r["proxy"], winner=r["winner"]) for r in results.finalists]
+    finalists = [{**results.describe(r, ("card", "validation", "dev", "latency_ms")), "proxy": r["proxy"],
+                  "winner": r["winner"]} for r in results.finalists]
     ref = results.reference
     question = ("Which is the smallest, fastest member of "
                 f"{ref.get('name') or 'the seed'}'s family that keeps its accuracy?" if ref and ref.get("name")
                 else "Which model is best for this task within the budget?")
-    return Answer(question=question, winner=model(results.winner), reference=model(ref),
+    return Answer(question=question, winner=results.describe(results.winner), reference=results.describe(ref),
                   retention=results.retention, speedup=results.speedup, finalists=finalists,
                   baseline=results.baseline, metric=results.metric())
 

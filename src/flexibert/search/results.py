@@ -38,11 +38,11 @@ def record_outcome(path: str | Path, **parts: Any) -> None:
 
 
 def aggregate(card: dict[str, Any], runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """One confirmed model from its runs over training seeds: mean validation and dev, the dev's spread,
-    and the first seed's checkpoint (the one exported)."""
+    """One confirmed model from its runs over training seeds: mean validation and dev, the dev's spread (None
+    for one seed: there is none to tell), and the first seed's checkpoint (the one exported)."""
     dev = [r["dev"] for r in runs]
     return {"card": card, "validation": statistics.fmean(r["validation"] for r in runs),
-            "dev": statistics.fmean(dev), "dev_sd": statistics.stdev(dev) if len(dev) > 1 else 0.0,
+            "dev": statistics.fmean(dev), "dev_sd": statistics.stdev(dev) if len(dev) > 1 else None,
             "n_seeds": len(runs), "runs": runs, "checkpoint": runs[0]["checkpoint"], **extra}
 
 
@@ -95,6 +95,14 @@ class RunResults:
         dims = oc.arch_dims() if oc else None
         return {"params": param_count(c, dims) if dims else param_count(c), "flops": flops(c, dims=dims)
                 if dims else flops(c)}
+
+    def describe(self, row: dict[str, Any] | None,
+                 keys: tuple[str, ...] = ("card", "validation", "dev", "latency_ms", "name", "dev_sd", "n_seeds")
+                 ) -> dict[str, Any] | None:
+        """A confirmed model as a report or a model card shows it: the ``keys`` it has, and its costs."""
+        if row is None:
+            return None
+        return {**{k: row[k] for k in keys if row.get(k) is not None}, **self.costs(row["card"])}
 
     # -- trials --------------------------------------------------------------------------------------
     def trials(self, status: str | None = None) -> list[Trial]:

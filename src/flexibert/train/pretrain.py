@@ -150,7 +150,10 @@ def new_seed(card: ModelCard, tokenizer, positions: str, seed: int, embeddings: 
     import torch
 
     from flexibert.model.configuration_flexibert import FlexiBertConfig
-    from flexibert.model.embedding_init import init_word_embeddings, read_word_embeddings
+    from flexibert.model.embedding_init import (
+        init_word_embeddings,
+        read_word_embeddings,
+    )
     from flexibert.model.modeling_flexibert import FlexiBertForMaskedLM
 
     torch.manual_seed(seed)
