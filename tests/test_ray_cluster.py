@@ -155,7 +155,8 @@ def cluster(tmp_path_factory):
 
 
 def task_view(_: object) -> dict:
-    """What a trial's Ray task was given and sees."""
+    """What a trial's Ray task was given and sees; it lasts a moment, as a trial does, so that two overlap."""
+    time.sleep(2)
     ctx = ray.get_runtime_context()
     return {"node": ctx.get_node_id(), "cpus": ctx.get_assigned_resources().get("CPU"),
             **{k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}}
