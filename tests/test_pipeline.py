@@ -90,6 +90,7 @@ def test_run_is_killed_resumed_and_reported(tmp_path):
     ref = summary["reference"]
     seeds = [t for t in results.measured() if ModelCard.from_dict(t.card).key in {c.key for c in SEED_CARDS.values()}]
     assert ref["card"] == max(seeds, key=lambda t: t.value).card and ref["latency_ms"]["batch_1"] > 0
+    assert results.question.startswith("Which model of the space is best")  # own MLM seeds: no encoder's family
     assert summary["retention"] == {"dev": pytest.approx(winner["dev"] / ref["dev"]),
                                     "validation": pytest.approx(winner["validation"] / ref["validation"])}
     fast = summary["speedup"]

@@ -41,14 +41,10 @@ def _answer(results) -> Answer | None:
     """The confirmed answer in the report's terms, or None before a confirmation."""
     if not results.confirmed:
         return None
-
     finalists = [{**results.describe(r, ("card", "validation", "dev", "latency_ms")), "proxy": r["proxy"],
                   "winner": r["winner"]} for r in results.finalists]
-    ref = results.reference
-    question = ("Which is the smallest, fastest member of "
-                f"{ref.get('name') or 'the seed'}'s family that keeps its accuracy?" if ref and ref.get("name")
-                else "Which model is best for this task within the budget?")
-    return Answer(question=question, winner=results.describe(results.winner), reference=results.describe(ref),
+    return Answer(question=results.question, winner=results.describe(results.winner),
+                  reference=results.describe(results.reference),
                   retention=results.retention, speedup=results.speedup, finalists=finalists,
                   baseline=results.baseline, metric=results.metric())
 

@@ -103,5 +103,14 @@ def confirm_stage(run: Run) -> dict[str, Any]:
     if reference is not None:  # the seed's own name: its checkpoint's folder
         path = results.train_config.seed_checkpoints.get(ModelCard.from_dict(reference["card"]).key)
         reference["name"] = Path(path).name if path else None
-    record_outcome(run.dir, finalists=rows, reference=reference)
+    record_outcome(run.dir, finalists=rows, reference=reference, question=_question(run, reference))
     return {"finalists": len(rows), "reference": reference is not None}
+
+
+def _question(run: Run, reference: dict[str, Any] | None) -> str:
+    """What the run asks: of an imported encoder, which of its family keeps its accuracy; else, which model of
+    the space is best within the budget, measured against the best seed."""
+    if run.config.seeds.route == "import-bert" and reference is not None:
+        return (f"Which is the smallest, fastest member of {reference.get('name') or 'the seed'}'s family that "
+                "keeps its accuracy?")
+    return "Which model of the space is best for this task within the budget, and what does it keep of the best seed?"

@@ -177,6 +177,11 @@ class RunResults:
         return self._outcome.get("baseline")
 
     @property
+    def question(self) -> str:
+        """What the run asked, as its confirmation stated it."""
+        return self._outcome.get("question") or "Which model is best for this task within the budget?"
+
+    @property
     def confirmed(self) -> bool:
         return bool(self._outcome.get("finalists"))
 
