@@ -329,3 +329,16 @@ def test_every_shipped_run_config_parses(name):
 
         for source in sources:
             assert (resolve_source(source) / "model.safetensors").is_file()
+
+
+def test_a_copied_config_finds_its_space_beside_it(tmp_path, monkeypatch):
+    """A space file named relative to the config's own folder is found from any working directory."""
+    from flexibert.run import RunConfig
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+    (tmp_path / "mine" / "run.yaml").write_text(yaml.safe_dump({"name": "x", "task": "sst2",
+                                                                "space": {"file": "space.yaml"}}))
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig.from_yaml("mine/run.yaml")
+    assert config.space.file == str(tmp_path / "mine" / "space.yaml")

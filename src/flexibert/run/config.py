@@ -151,6 +151,10 @@ class RunConfig:
         values = {k: (build_config(sections[k], v, f"'{k}'") if k in sections else v) for k, v in raw.items()}
         if data_dir is not None:
             values["data"] = str(data_dir)
+        if "space" in values:  # the config's own folder first, as for a task's files, then the working directory
+            here = Path(path).parent / values["space"].file
+            if here.is_file():
+                values["space"] = dataclasses.replace(values["space"], file=str(here.resolve()))
         if not isinstance(values["task"], str):
             from flexibert.train.user_task import UserTask
 
