@@ -88,13 +88,11 @@ class RunResults:
 
     def costs(self, card: dict[str, Any]) -> dict[str, int]:
         """A card's parameters and forward FLOPs (sequence 128) under the run's own vocabulary and positions."""
-        from flexibert.model.cost import flops, param_count
+        from flexibert.model.cost import ArchDims, flops, param_count
         from flexibert.space.design_space import ModelCard
 
-        oc, c = self.train_config, ModelCard.from_dict(card)
-        dims = oc.arch_dims() if oc else None
-        return {"params": param_count(c, dims) if dims else param_count(c), "flops": flops(c, dims=dims)
-                if dims else flops(c)}
+        c, dims = ModelCard.from_dict(card), self.train_config.arch_dims() if self.train_config else ArchDims()
+        return {"params": param_count(c, dims), "flops": flops(c, dims=dims)}
 
     def describe(self, row: dict[str, Any] | None,
                  keys: tuple[str, ...] = ("card", "validation", "dev", "latency_ms", "name", "dev_sd", "n_seeds")
