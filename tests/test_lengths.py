@@ -33,16 +33,31 @@ def qnli(tmp_path_factory):
         w = csv.writer(fh)
         w.writerow(("question", "sentence", "long", "label"))
         w.writerows((r["question"], r["sentence"], " ".join([r["sentence"]] * 4), r["label"]) for r in rows)
-    return Files.of(train=path)
+    return Files.of(train=path, dev=path)
 
 
 def test_sst2_gets_a_short_length(tok):
-    """SST-2's training texts (sentences and their phrases) average about 13 tokens: far below the usual 128."""
+    """SST-2's texts (sentences, and in training their phrases) are short: far below the usual 128."""
     n = data_seq_len("sst2", GLUE_DIR, tok)
     assert 16 < n <= 48
-    assert data_seq_len("sst2", GLUE_DIR, tok, quantile=0.5) == 16  # the floor
+    assert data_seq_len("sst2", GLUE_DIR, tok, quantile=0.5) < n
+    assert data_seq_len("sst2", GLUE_DIR, tok, quantile=0.5, floor=32) == 32  # the floor
     assert data_seq_len("sst2", GLUE_DIR, tok, quantile=1.0) > n
     assert data_seq_len("sst2", GLUE_DIR, tok, sample=500) == data_seq_len("sst2", GLUE_DIR, tok, sample=500)
+
+
+def test_the_length_covers_the_texts_asked_about_not_only_those_learnt_from(tok):
+    """SST-2 trains on phrases and is asked about whole sentences: 95% of its dev sentences fit whole."""
+    from flexibert.train.data import load_split
+    from flexibert.train.tasks import get_task
+
+    n = data_seq_len("sst2", GLUE_DIR, tok)
+    dev = load_split(GLUE_DIR, get_task("sst2"), "dev")
+    lengths = [len(ids) for ids in tok(list(dev.texts[0]))["input_ids"]]
+    assert sum(length <= n for length in lengths) >= 0.95 * len(lengths)
+    train = load_split(GLUE_DIR, get_task("sst2"), "train").subset(5000, 0)
+    train_lengths = sorted(len(ids) for ids in tok(list(train.texts[0]))["input_ids"])
+    assert n > train_lengths[int(0.95 * len(train_lengths))]  # training texts alone would have cut dev's
 
 
 def test_pairs_count_together_and_long_texts_are_capped(tok, qnli):

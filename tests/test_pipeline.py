@@ -152,7 +152,7 @@ def test_user_csv_task_runs_end_to_end(tmp_path):
         "training": {"profile": "quick", "holdout": 150},
         "search": {"workers": 1, "budget": 3},
         "latency": {"sample": 7, "threads": 1},
-        "confirm": {"k": 1},
+        "confirm": {"k": 1, "distill": {"alpha": 0.5}},  # the confirmed best seed teaches
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "run.yaml", "--out", "out"], cwd=tmp_path,
@@ -166,6 +166,7 @@ def test_user_csv_task_runs_end_to_end(tmp_path):
     assert row["runs"][0]["num_train"] == 700 - 150  # the whole training file, less the validation holdout
     assert summary["best_dev_accuracy"] == row["dev"] == row["runs"][0]["dev_metrics"]["accuracy"]
     assert summary["baseline"]["name"] == "tf-idf + logistic regression" and summary["reference"] is not None
+    assert row["distilled"] == (row["card"] != summary["reference"]["card"])  # the reference is the teacher
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["task"]["train"] == str(tmp_path / "mydata" / "train.csv")  # resolved against the config
 
@@ -342,3 +343,12 @@ def test_a_copied_config_finds_its_space_beside_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = RunConfig.from_yaml("mine/run.yaml")
     assert config.space.file == str(tmp_path / "mine" / "space.yaml")
+
+
+def test_distillation_needs_the_reference(tmp_path):
+    from flexibert.run import RunConfig
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"name": "x", "task": "sst2",
+                                                     "confirm": {"reference": False, "distill": {"alpha": 0.5}}}))
+    with pytest.raises(FlexiBertError, match="confirm.distill needs confirm.reference"):
+        RunConfig.from_yaml(tmp_path / "r.yaml")

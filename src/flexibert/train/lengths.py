@@ -17,10 +17,14 @@ SAMPLE = 5000  # training rows tokenized: a quantile needs no more, and a large 
 
 def data_seq_len(task: str | Task, source: DataSource | str | None, tokenizer, quantile: float = 0.95,
                  cap: int = 512, floor: int = 16, sample: int = SAMPLE) -> int:
-    """The ``quantile`` of the training texts' token counts (special tokens included, a pair counted
-    together as ``[CLS] a [SEP] b [SEP]``), within ``[floor, cap]``; ``cap`` is the model's position limit.
+    """The ``quantile`` of the texts' token counts (special tokens included, a pair counted together as
+    ``[CLS] a [SEP] b [SEP]``), within ``[floor, cap]``; ``cap`` is the model's position limit.
 
-    Counted on a fixed seeded sample of at most ``sample`` rows, the same on every machine.
+    The larger of the training split's and the dev split's quantiles: the texts a model is asked about
+    may be longer than those it learns from (SST-2 trains on sentences and their sub-phrases, and is
+    asked about whole sentences), and a length read off training alone would cut them. Only the texts'
+    lengths are read, never a label. Counted on a fixed seeded sample of at most ``sample`` rows per
+    split, the same on every machine.
     """
     if not 0 < quantile <= 1:
         raise FlexiBertError(f"sequence length: quantile must be in (0, 1], got {quantile}")
@@ -29,8 +33,12 @@ def data_seq_len(task: str | Task, source: DataSource | str | None, tokenizer, q
     if sample < 1:
         raise FlexiBertError(f"sequence length: sample must be >= 1, got {sample}")
     task = get_task(task)
-    examples = load_split(as_source(source), task, "train").subset(sample, SUBSET_SEED)
-    enc = tokenizer(*[list(col) for col in examples.texts], truncation=True, max_length=cap,
-                    return_attention_mask=False, return_token_type_ids=False)
-    lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(examples))
-    return int(min(cap, max(floor, math.ceil(float(np.quantile(lengths, quantile))))))
+    source = as_source(source)
+    found = floor
+    for split in ("train", *task.dev_splits):
+        examples = load_split(source, task, split).subset(sample, SUBSET_SEED)
+        enc = tokenizer(*[list(col) for col in examples.texts], truncation=True, max_length=cap,
+                        return_attention_mask=False, return_token_type_ids=False)
+        lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(examples))
+        found = max(found, math.ceil(float(np.quantile(lengths, quantile))))
+    return int(min(cap, found))
