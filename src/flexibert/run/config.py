@@ -130,6 +130,13 @@ class RunConfig:
 
         return resolve_task(self.task, self.data)
 
+    @cached_property
+    def design_space(self):
+        """The run's :class:`~flexibert.space.design_space.DesignSpace`, read once."""
+        from flexibert.space.design_space import DesignSpace
+
+        return DesignSpace.from_yaml(self.space.file, rule=self.space.rule)
+
     @property
     def run_positions(self) -> str:
         return self.positions or ("absolute" if self.seeds.route == "import-bert" else "relative_key")
@@ -187,7 +194,8 @@ class RunConfig:
         if self.seeds.route == "import-bert" and not self.seeds.checkpoints:
             raise FlexiBertError("run config: seeds.route import-bert needs seeds.checkpoints (name -> path)")
         if self.confirm.distill is not None and not self.confirm.reference:
-            raise FlexiBertError("run config: confirm.distill needs confirm.reference: the confirmed seed is the teacher")
+            raise FlexiBertError("run config: confirm.distill needs confirm.reference: the confirmed seed is the "
+                                 "teacher")
         if self.training.max_seq_len is not None and self.training.max_seq_len < 1:
             raise FlexiBertError(f"run config: training.max_seq_len must be >= 1, got {self.training.max_seq_len}")
 

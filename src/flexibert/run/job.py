@@ -18,12 +18,11 @@ def import_stage(run: Run) -> dict[str, str]:
     all: a seed outside the space fails before anything is built. Each seed's card comes from its config."""
     from flexibert.model.checkpoint import load_config
     from flexibert.model.import_bert import import_bert
-    from flexibert.space.design_space import DesignSpace
 
     c = run.config
     if c.seeds.route != "import-bert":
         return {}
-    space = DesignSpace.from_yaml(c.space.file, rule=c.space.rule)
+    space = c.design_space
     paths: dict[str, str] = {}
     items = list(c.seeds.checkpoints.items())
     for i, (name, src) in enumerate(items):
@@ -44,12 +43,10 @@ def import_stage(run: Run) -> dict[str, str]:
 
 def space_stage(run: Run) -> str:
     """The space library: graphs, WL kernel, Transformer2vec embedding and neighbours (reused when built)."""
-    from flexibert.space.design_space import DesignSpace
     from flexibert.space.library import BuildParams, build_space
 
     c = run.config.space
-    space = DesignSpace.from_yaml(c.file, rule=c.rule)
-    lib = build_space(space, run.dir / "space", BuildParams(dims=c.dims, k=c.k, sweep=tuple(c.sweep)))
+    lib = build_space(run.config.design_space, run.dir / "space", BuildParams(dims=c.dims, k=c.k, sweep=tuple(c.sweep)))
     run.reporter.log(f"space: {lib.manifest['count']:,} models, m={c.dims}, "
                      f"|D - D_hat|_F = {lib.manifest.get('frobenius_error', float('nan')):.2f}")
     return str(lib.root.resolve())
@@ -97,7 +94,6 @@ def data_stage(run: Run) -> dict[str, int]:
 def seeds_stage(run: Run) -> dict[str, str]:
     """Card key -> checkpoint of each seed: the imported ones, or the study's seed shapes in the space,
     MLM-pretrained on the task's text (mlm) or fresh but for word embeddings from ``seeds.embeddings``."""
-    from flexibert.space.design_space import DesignSpace
     from flexibert.space.seeds import SEED_CARDS, card_name
     from flexibert.train.data import train_texts
     from flexibert.train.pretrain import MlmConfig, embedding_seeds, pretrain
@@ -112,8 +108,7 @@ def seeds_stage(run: Run) -> dict[str, str]:
         from flexibert.model.import_bert import resolve_source
 
         embeddings = resolve_source(c.seeds.embeddings)
-    space = DesignSpace.from_yaml(c.space.file, rule=c.space.rule)
-    cards = [card for card in SEED_CARDS.values() if card in space]
+    cards = [card for card in SEED_CARDS.values() if card in c.design_space]
     out, tokenizer = run.dir / "seeds", run.done["tokenizer"]
     todo = [card for card in cards if not (out / card_name(card) / "config.json").exists()]
     if todo and c.seeds.route == "scratch":

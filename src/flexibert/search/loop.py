@@ -31,6 +31,7 @@ from flexibert.search.backends import (
     TrialResources,
     make_backend,
 )
+from flexibert.search.budget import Budget
 from flexibert.search.config import SearchConfig, TrainConfig, space_library
 from flexibert.search.learner import ActiveLearner, RelaxationSchedule
 from flexibert.search.oracles import (
@@ -131,9 +132,7 @@ def initial_checkpoint(done: Sequence[Trial], config: SearchConfig, t: Trial) ->
 
 def _within_budget(cards: list[ModelCard], oc: TrainConfig) -> np.ndarray:
     """Indices of the cards inside the run's budget: the others are never trained."""
-    if not oc.limits:
-        return np.arange(len(cards))
-    keep = np.flatnonzero(oc.limits.mask(cards, oc.arch_dims(), oc.latency_model))
+    keep = np.flatnonzero((oc.limits or Budget()).mask(cards, oc.arch_dims(), oc.latency_model))
     if len(keep) == 0:
         raise FlexiBertError(f"no model of the space {oc.space} fits the budget {oc.limits}")
     return keep

@@ -26,6 +26,8 @@ from flexibert.search.oracles import VALIDATION_PREFIX
 from flexibert.search.store import RunStore, Trial, search_dir
 
 OUTCOME_KEY = "outcome"  # the store's meta key for what the run measured after the search
+#: What a confirmed model shows of itself: its scores (mean over training seeds), latency and name.
+MODEL_KEYS: tuple[str, ...] = ("card", "validation", "dev", "dev_sd", "n_seeds", "latency_ms", "name")
 
 
 def record_outcome(path: str | Path, **parts: Any) -> None:
@@ -94,9 +96,7 @@ class RunResults:
         c, dims = ModelCard.from_dict(card), self.train_config.arch_dims() if self.train_config else ArchDims()
         return {"params": param_count(c, dims), "flops": flops(c, dims=dims)}
 
-    def describe(self, row: dict[str, Any] | None,
-                 keys: tuple[str, ...] = ("card", "validation", "dev", "latency_ms", "name", "dev_sd", "n_seeds")
-                 ) -> dict[str, Any] | None:
+    def describe(self, row: dict[str, Any] | None, keys: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any] | None:
         """A confirmed model as a report or a model card shows it: the ``keys`` it has, and its costs."""
         if row is None:
             return None
@@ -220,8 +220,7 @@ class RunResults:
         def brief(row: dict[str, Any] | None) -> dict[str, Any] | None:
             if row is None:
                 return None
-            keys = ("card", "validation", "dev", "dev_sd", "n_seeds", "latency_ms", "name")
-            return {k: row[k] for k in keys if k in row}
+            return {k: row[k] for k in MODEL_KEYS if k in row}
 
         return {
             "best_card": win["card"] if win else None,
