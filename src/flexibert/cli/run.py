@@ -20,6 +20,11 @@ class _LiveReporter:
         self.tasks: dict[str, int] = {}
         self.view = None
 
+    @property
+    def shown(self) -> bool:
+        """Whether the live view has anything to draw (nothing before the first stage starts)."""
+        return bool(self.tasks) or self.view is not None
+
     def render(self):
         from rich.console import Group
 
@@ -61,11 +66,14 @@ def run(
 
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    reporter = None
     try:
         with Live(bars, console=console, refresh_per_second=2, transient=False) as live:
-            summary = run_job(config, out, data_dir, reporter=_LiveReporter(live, bars))
+            reporter = _LiveReporter(live, bars)
+            summary = run_job(config, out, data_dir, reporter=reporter)
     finally:
-        console.line()  # an error line then starts on a line of its own, below the live view
+        if reporter is not None and reporter.shown and not console.is_terminal:
+            console.line()  # a file or pipe gets the last view without its newline; a terminal gets one from Live
     console.print(answer_line(summary))
     console.print(f"report: {summary['report_html']}")
     typer.echo(json.dumps(summary))

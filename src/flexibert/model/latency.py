@@ -38,6 +38,7 @@ FORMAT = "flexibert-latency-model/1"
 # matrix FLOPs, and feed-forward activation elements (GELU and the bias copy of ``addmm`` are
 # memory-bound: about 40% of BERT-Tiny's batch-32 forward in a profile on this machine).
 FEATURES: tuple[str, ...] = ("const", "layers", "score_elements_M", "gflops", "ffn_elements_M")
+MIN_MEASURED = len(FEATURES) + 2  # cards to fit the model and still hold one out
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,9 @@ class LatencyModel:
             raise FlexiBertError(f"latency model: {len(cards)} cards but {y.size} measurements")
         if not np.all(np.isfinite(y) & (y > 0)):
             raise FlexiBertError("latency model: measurements must be positive, finite milliseconds")
-        if len(cards) < len(FEATURES) + 2:
+        if len(cards) < MIN_MEASURED:
             raise FlexiBertError(
-                f"latency model: at least {len(FEATURES) + 2} measured cards are needed to fit and hold one out, "
+                f"latency model: at least {MIN_MEASURED} measured cards are needed to fit and hold one out, "
                 f"got {len(cards)}"
             )
         x = features(cards, self.setup)

@@ -33,7 +33,7 @@ class Budget:
         for name, kind in (("max_params", int), ("max_flops", int), ("max_latency_ms", float)):
             value = getattr(self, name)
             if value is not None:
-                positive_number(f"budget: {name}", value, kind)
+                positive_number(f"budget.{name}", value, kind)
 
     @classmethod
     def of(cls, value: "Budget | dict[str, Any] | None") -> "Budget":
