@@ -59,5 +59,5 @@ def test_a_regression_task_is_fitted_by_ridge_and_scored_by_correlation(tmp_path
 
 
 def test_a_baseline_needs_a_holdout():
-    with pytest.raises(FlexiBertError, match="validation holdout of at least 1"):
+    with pytest.raises(FlexiBertError, match="validation holdout needs at least 1"):
         tfidf_baseline("sst2", GLUE_DIR, holdout=0)

@@ -310,7 +310,8 @@ def test_a_run_stored_with_the_flat_config_resumes(tmp_path):
     with RunStore(run, read_only=True) as store:
         assert SearchConfig.from_dict(store.meta("config")) == config(budget=6, seed=2)
     train = SearchConfig.from_dict({**flat, "oracle": "train", "space": "s.yaml", "seed": 5})
-    assert train.oracle == TrainConfig("s.yaml", seed=5) and train.seed == 5
+    # ... as they were measured: a holdout drawn then was a random one (schema 1).
+    assert train.oracle == TrainConfig("s.yaml", seed=5, holdout_split="random") and train.seed == 5
 
 
 def test_cli_builds_each_oracles_config(tmp_path, capsys, monkeypatch):

@@ -265,5 +265,6 @@ def test_holdout_scores_on_validation_and_reports_dev(tmp_path, cache):
     assert r.num_train == 400
     train = load_split(GlueDir(GLUE_DIR), get_task("sst2"), "train")
     rest, val = train.holdout(200, 7)
-    assert len(val) == 200 and len(rest) == len(train) - 200
+    assert len(val) == 200 and len(rest) < len(train) - 200  # leak-free: what shares their text is dropped
+    assert len(train.holdout(200, 7, "random")[0]) == len(train) - 200
     assert val.texts == train.holdout(200, 7)[1].texts != train.holdout(200, 8)[1].texts  # fixed by its seed

@@ -154,6 +154,7 @@ class Answer:
     finalists: Sequence[Mapping[str, Any]] = ()
     baseline: Mapping[str, Any] | None = None  # {"name", "validation", "dev"}
     metric: str = "accuracy"
+    data: Mapping[str, Any] | None = None  # how validation was carved out of train, what dev shares with train
 
     def __post_init__(self) -> None:
         if not isinstance(self.question, str) or not self.question.strip():

@@ -149,8 +149,24 @@ def _confirmed(data: ReportData, answer: Answer) -> Headline:
         else:
             lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, "
                          f"{w['dev'] - b['dev']:.4f} below the winner: the encoder earns its cost.")
+    if answer.data is not None:
+        lines.append(_data_line(answer.data))
     tables = [_comparison(answer)] + ([_finalists(answer)] if answer.finalists else [])
     return Headline(f"Answer: {answer.question}", tuple(key), tuple(lines), tuple(tables))
+
+
+def _data_line(split: Mapping[str, Any]) -> str:
+    """How validation was carved out of train, and what dev already shares with train."""
+    held = f"Validation: {split['validation']:,} training examples held out"
+    if split["method"] == "grouped":
+        held += (f", whole texts only, and the {split['dropped']:,} training examples that share their text "
+                 f"dropped ({split['train']:,} left to train on).")
+    else:
+        held += f" at random ({split['train']:,} left to train on): phrases of held-out texts may be trained on."
+    for name, o in split.get("dev_overlap", {}).items():
+        held += (f" {name}: {o['exact']} of {o['dev']:,} duplicate a training example, {o['inside_train']} are "
+                 f"inside one.")
+    return held
 
 
 def _unconfirmed(data: ReportData) -> Headline:

@@ -46,7 +46,7 @@ def _answer(results) -> Answer | None:
     return Answer(question=results.question, winner=results.describe(results.winner),
                   reference=results.describe(results.reference),
                   retention=results.retention, speedup=results.speedup, finalists=finalists,
-                  baseline=results.baseline, metric=results.metric())
+                  baseline=results.baseline, metric=results.metric(), data=results.data)
 
 
 def run_report_data(run_dir: str | Path) -> ReportData:

@@ -8,18 +8,75 @@ files, its paths relative to the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from flexibert._common import FlexiBertError, build_config, read_yaml
+from flexibert.model.latency import MIN_MEASURED
+from flexibert.model.overlap import FFN_SELECTS, LAYER_MAPS
+from flexibert.search.acquisition import ACQUISITIONS
+from flexibert.search.backends import BACKENDS, TrialResources
 from flexibert.search.budget import Budget
 from flexibert.search.config import SearchConfig, TrainConfig
+from flexibert.space.design_space import RULES
+from flexibert.train.holdout import HOLDOUT_SPLITS
+from flexibert.train.profiles import PROFILES
+from flexibert.train.tasks import GLUE_TASKS, get_task
 
+RUN_SCHEMA = 2  # of a stored run config; 2: the validation holdout is drawn leak-free (training.holdout_split)
+# Settings added at a schema, and the value that a run stored before it was measured with.
+MEASURED_BEFORE: dict[int, dict[tuple[str, str], Any]] = {2: {("training", "holdout_split"): "random"}}
 SEED_ROUTES = ("mlm", "import-bert", "scratch")
 POSITIONS = (None, "absolute", "relative_key")
 POOLINGS = (None, "cls", "mean")
+MLM_MIN_SEQ_LEN = 3  # [CLS], one token, [SEP]
+
+
+# Each section checks its own values when built, so a malformed value fails as the config is read, before any
+# stage; each message names its key (``search.workers``), and ``RunConfig.from_yaml`` adds the file.
+
+def _whole(key: str, value: Any, least: int = 1, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise FlexiBertError(f"{key} must be an integer >= {least}{' or null' if optional else ''}, got {value!r}")
+
+
+def _positive(key: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise FlexiBertError(f"{key} must be a number > 0{' or null' if optional else ''}, got {value!r}")
+
+
+def _one_of(key: str, value: Any, choices: Any) -> None:
+    if value not in tuple(choices):
+        names = ", ".join("null" if c is None else repr(c) for c in choices)  # as the YAML spells them
+        raise FlexiBertError(f"{key} must be one of [{names}], got {value!r}")
+
+
+def _text(key: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise FlexiBertError(f"{key} must be a non-empty string{' or null' if optional else ''}, got {value!r}")
+
+
+def _flag(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise FlexiBertError(f"{key} must be true or false, got {value!r}")
+
+
+def _whole_list(key: str, value: Any, least: int, nonempty: bool) -> tuple[int, ...]:
+    """A list of integers >= ``least`` as a tuple."""
+    ok = isinstance(value, (list, tuple)) and (value or not nonempty)
+    if not ok or any(isinstance(v, bool) or not isinstance(v, int) or v < least for v in value):
+        raise FlexiBertError(f"{key} must be a {'non-empty ' if nonempty else ''}list of integers >= {least}, "
+                             f"got {value!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -29,6 +86,13 @@ class SpaceSection:
     dims: int = 8
     k: int = 10
     sweep: tuple[int, ...] = (2, 4, 8, 12)
+
+    def __post_init__(self) -> None:
+        _text("space.file", self.file)
+        _one_of("space.rule", self.rule, RULES)
+        _whole("space.dims", self.dims)
+        _whole("space.k", self.k)
+        object.__setattr__(self, "sweep", _whole_list("space.sweep", self.sweep, 1, nonempty=False))
 
 
 @dataclass(frozen=True)
@@ -42,16 +106,38 @@ class SeedSection:
     # each seed's width, start the seeds; the run then uses its tokenizer
     embeddings: str | None = None
 
+    def __post_init__(self) -> None:
+        _one_of("seeds.route", self.route, SEED_ROUTES)
+        _positive("seeds.epochs", self.epochs)
+        _whole("seeds.max_samples", self.max_samples, optional=True)
+        _whole("seeds.max_seq_len", self.max_seq_len, MLM_MIN_SEQ_LEN)
+        if not isinstance(self.checkpoints, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) and v for k, v in self.checkpoints.items()):
+            raise FlexiBertError(f"seeds.checkpoints must map seed names to checkpoint paths or hub ids, "
+                                 f"got {self.checkpoints!r}")
+        _text("seeds.embeddings", self.embeddings, optional=True)
+
 
 @dataclass(frozen=True)
 class TrainingSection:
     profile: str = "quick"
     max_train_samples: int | None = None  # the search's proxy fidelity: a fixed subset of the training split
     holdout: int | None = None  # validation examples carved from train (None: sized to the data)
+    holdout_split: str = "grouped"  # grouped: whole texts, and training texts sharing theirs dropped; or random
     max_seq_len: int | None = None  # None: the 95th percentile of the training texts' token lengths
     pooling: str | None = None  # what classifiers read, cls or mean (None: the seeds' own; cls for MLM seeds)
     layer_map: str = "bottom"  # which source layers a child inherits: bottom (a prefix) or uniform (spread)
     ffn_select: str = "importance"  # which neurons a narrower FFN inherits: importance, magnitude or first
+
+    def __post_init__(self) -> None:
+        _one_of("training.profile", self.profile, PROFILES)
+        _whole("training.max_train_samples", self.max_train_samples, optional=True)
+        _whole("training.holdout", self.holdout, optional=True)
+        _one_of("training.holdout_split", self.holdout_split, HOLDOUT_SPLITS)
+        _whole("training.max_seq_len", self.max_seq_len, optional=True)
+        _one_of("training.pooling", self.pooling, POOLINGS)
+        _one_of("training.layer_map", self.layer_map, LAYER_MAPS)
+        _one_of("training.ffn_select", self.ffn_select, FFN_SELECTS)
 
 
 @dataclass(frozen=True)
@@ -65,6 +151,20 @@ class SearchSection:
     cpus_per_trial: int | None = None  # default: this machine's cores split between the workers
     gpus_per_trial: float = 0
 
+    def __post_init__(self) -> None:
+        _one_of("search.acquisition", self.acquisition, ACQUISITIONS)
+        _whole("search.workers", self.workers)
+        _one_of("search.backend", self.backend, BACKENDS)
+        _text("search.address", self.address, optional=True)
+        if self.address is not None and self.backend != "ray":
+            raise FlexiBertError(f"search.address is for the ray backend only, not {self.backend!r}")
+        _whole("search.budget", self.budget)
+        _positive("search.time_budget_s", self.time_budget_s, optional=True)
+        try:  # the backends' own rule for a trial's CPUs and GPUs
+            TrialResources(self.cpus_per_trial, self.gpus_per_trial)
+        except FlexiBertError as e:
+            raise FlexiBertError(f"search.{e}") from None
+
 
 @dataclass(frozen=True)
 class LatencySection:
@@ -72,6 +172,10 @@ class LatencySection:
 
     sample: int = 12
     threads: int | None = None  # default: the search's CPUs per trial, else this machine's cores
+
+    def __post_init__(self) -> None:
+        _whole("latency.sample", self.sample, MIN_MEASURED)  # at most the space's size: checked when measured
+        _whole("latency.threads", self.threads, optional=True)
 
 
 @dataclass(frozen=True)
@@ -82,6 +186,12 @@ class DistillSection:
     alpha: float = 0.5
     temperature: float = 2.0
     hidden: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise FlexiBertError(f"confirm.distill.alpha must be a number in [0, 1], got {self.alpha!r}")
+        _positive("confirm.distill.temperature", self.temperature)
+        _flag("confirm.distill.hidden", self.hidden)
 
 
 @dataclass(frozen=True)
@@ -98,6 +208,17 @@ class ConfirmSection:
     reference: bool = True  # also confirm the seed (the best one on the scratch and MLM routes)
     baseline: bool = True  # fit TF-IDF + logistic regression on the same data
     distill: DistillSection | None = None  # None: finalists learn from the labels alone
+
+    def __post_init__(self) -> None:
+        _whole("confirm.k", self.k, 0)
+        _whole("confirm.max_train_samples", self.max_train_samples, optional=True)
+        _positive("confirm.epochs", self.epochs, optional=True)
+        _positive("confirm.lr", self.lr, optional=True)
+        object.__setattr__(self, "seeds", _whole_list("confirm.seeds", self.seeds, 0, nonempty=True))
+        _flag("confirm.reference", self.reference)
+        _flag("confirm.baseline", self.baseline)
+        if self.distill is not None and not isinstance(self.distill, DistillSection):
+            object.__setattr__(self, "distill", build_config(DistillSection, self.distill, "'confirm.distill'"))
 
 
 @dataclass(frozen=True)
@@ -143,9 +264,19 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, data_dir: str | Path | None = None) -> "RunConfig":
+        """The run config in ``path``, every value checked now, before any stage: a bad one fails in one line
+        naming the file and the key."""
         raw = read_yaml(path, f"run config not found: {path}")
         if not isinstance(raw, dict):
             raise FlexiBertError(f"run config {path} must be a mapping")
+        try:
+            return cls._from_mapping(raw, path, data_dir)
+        except FlexiBertError as e:
+            message = str(e).removeprefix(f"run config {path}: ").removeprefix("run config: ")
+            raise FlexiBertError(f"run config {path}: {message}") from None
+
+    @classmethod
+    def _from_mapping(cls, raw: dict[str, Any], path: str | Path, data_dir: str | Path | None) -> "RunConfig":
         sections = {"space": SpaceSection, "seeds": SeedSection, "training": TrainingSection, "search": SearchSection,
                     "budget": Budget, "latency": LatencySection, "confirm": ConfirmSection}
         known = {f.name for f in dataclasses.fields(cls)}
@@ -167,27 +298,24 @@ class RunConfig:
 
             holdout = values.get("training", TrainingSection()).holdout  # checked against the file now, not in a worker
             values["task"] = UserTask.from_mapping(values["task"], Path(path).parent, holdout=holdout).to_dict()
-        if "confirm" in values:
-            confirm = values["confirm"]
-            distill = confirm.distill
-            if distill is not None and not isinstance(distill, DistillSection):
-                distill = build_config(DistillSection, distill, "'confirm.distill'")
-            values["confirm"] = dataclasses.replace(confirm, seeds=tuple(confirm.seeds), distill=distill)
         config = cls(**values)
         config._check()
         return config
 
     def _check(self) -> None:
-        if self.positions not in POSITIONS:
-            raise FlexiBertError(f"run config: positions {self.positions!r} is not absolute or relative_key")
-        if self.training.pooling not in POOLINGS:
-            raise FlexiBertError(f"run config: training.pooling {self.training.pooling!r} is not cls or mean")
-        if self.confirm.k < 0:
-            raise FlexiBertError(f"run config: confirm.k must be >= 0, got {self.confirm.k}")
-        if not self.confirm.seeds or not all(isinstance(s, int) for s in self.confirm.seeds):
-            raise FlexiBertError(f"run config: confirm.seeds must be a list of integers, got {self.confirm.seeds!r}")
-        if self.seeds.route not in SEED_ROUTES:
-            raise FlexiBertError(f"run config: seeds.route {self.seeds.route!r} is not one of {list(SEED_ROUTES)}")
+        """What no one section can check alone: the top-level values, how the sections fit together, and the
+        space file (read now: a stage would read it first anyway). What needs the data waits for it."""
+        _text("name", self.name)
+        if isinstance(self.task, str):
+            try:
+                get_task(self.task)
+            except FlexiBertError:
+                raise FlexiBertError(f"task must be a GLUE task, one of {sorted(GLUE_TASKS)}, or a mapping "
+                                     f"{{name, train, dev, ...}} of your own files; got {self.task!r}") from None
+        _text("data", self.data, optional=True)
+        _text("tokenizer", self.tokenizer, optional=True)
+        _whole("seed", self.seed, 0)
+        _one_of("positions", self.positions, POSITIONS)
         if self.seeds.embeddings and self.seeds.route == "import-bert":
             raise FlexiBertError("run config: seeds.embeddings is for the mlm and scratch routes; imported seeds "
                                  "bring their own")
@@ -196,11 +324,43 @@ class RunConfig:
         if self.confirm.distill is not None and not self.confirm.reference:
             raise FlexiBertError("run config: confirm.distill needs confirm.reference: the confirmed seed is the "
                                  "teacher")
-        if self.training.max_seq_len is not None and self.training.max_seq_len < 1:
-            raise FlexiBertError(f"run config: training.max_seq_len must be >= 1, got {self.training.max_seq_len}")
+        if not Path(self.space.file).is_file():
+            raise FlexiBertError(f"space.file {self.space.file} is not a file, beside the config or from the "
+                                 f"working directory {Path.cwd()}")
+        try:
+            self.design_space
+        except FlexiBertError as e:
+            raise FlexiBertError(f"space.file {self.space.file}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"schema": RUN_SCHEMA, **dataclasses.asdict(self)}
+
+    def resuming(self, stored: dict[str, Any]) -> "RunConfig":
+        """This config, to resume the run that stored ``stored`` (its :meth:`to_dict`, of any schema so far).
+
+        Settings added since that schema take the value its work was measured with
+        (:data:`MEASURED_BEFORE`), others added since take their defaults; a real difference
+        is refused, naming its keys.
+        """
+        schema = stored.get("schema", 1)
+        if not isinstance(schema, int) or not 1 <= schema <= RUN_SCHEMA:
+            raise FlexiBertError(f"the stored run config has schema {schema!r}; this version reads 1 to {RUN_SCHEMA}")
+        config = self
+        for version, settings in MEASURED_BEFORE.items():
+            for (section, key), value in settings.items() if schema < version else ():
+                config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section),
+                                                                                       **{key: value})})
+        before = RunConfig(name=stored.get("name", self.name), task=stored.get("task", self.task))
+        for version, settings in MEASURED_BEFORE.items():
+            for (section, key), value in settings.items() if schema < version else ():
+                stored = {**stored, section: {key: value, **stored.get(section, {})}}
+        old = _merged(json_roundtrip(before.to_dict()), {**stored, "schema": RUN_SCHEMA})
+        new = json_roundtrip(config.to_dict())
+        changed = sorted(k for k in set(_flat(old)) | set(_flat(new)) if _flat(old).get(k) != _flat(new).get(k))
+        if changed:
+            shown = ", ".join(f"{k} ({_flat(old).get(k)!r} there, {_flat(new).get(k)!r} here)" for k in changed[:3])
+            raise FlexiBertError(f"it holds a run of another config: {shown}")
+        return config
 
     def holdout_size(self, num_train: int) -> int:
         """Validation examples carved from train: as configured, else a tenth of the split, at least 1 and at
@@ -217,9 +377,32 @@ class RunConfig:
             space=str(Path(self.space.file).resolve()), rule=self.space.rule, library=library,
             profile=self.training.profile, data=self.data, max_train_samples=self.training.max_train_samples,
             tokenizer=tokenizer, seed=self.seed, seed_checkpoints=seed_paths, user_task=user,
-            positions=self.run_positions, pooling=self.training.pooling, holdout=holdout, vocab_size=vocab_size,
+            positions=self.run_positions, pooling=self.training.pooling, holdout=holdout,
+            holdout_split=self.training.holdout_split, vocab_size=vocab_size,
             limits=self.budget or None, latency_model=latency_model, max_seq_len=max_seq_len,
             layer_map=self.training.layer_map, ffn_select=self.training.ffn_select,
         )
         return SearchConfig(task=self.task_name, oracle=train, acquisition=self.search.acquisition,
                             budget=self.search.budget, seed=self.seed, k=self.space.k)
+
+
+def json_roundtrip(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so stored and fresh configs compare."""
+    return json.loads(json.dumps(value))
+
+
+def _merged(defaults: Any, stored: Any) -> Any:
+    """``stored``, with what it lacks of ``defaults`` filled in, section by section."""
+    if isinstance(defaults, dict) and isinstance(stored, dict):
+        return {**defaults, **{k: _merged(defaults.get(k), v) for k, v in stored.items()}}
+    return stored
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value."""
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+    return out

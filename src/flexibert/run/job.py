@@ -69,26 +69,38 @@ def tokenizer_stage(run: Run) -> str:
     return resolve_tokenizer(c.tokenizer, None if c.tokenizer else train_texts(source, task), run.dir / "tokenizer")
 
 
-def data_stage(run: Run) -> dict[str, int]:
-    """What the data decides: the holdout (sized to the training split), the sequence length (the texts' own
-    95th percentile, capped by the model's positions) and the vocabulary's size."""
+def data_stage(run: Run) -> dict[str, Any]:
+    """What the data decides: the holdout (sized to the training split, and what drawing it leak-free drops),
+    what dev shares with train, the sequence length (the texts' own 95th percentile, capped by the model's
+    positions) and the vocabulary's size."""
     from flexibert.model.cost import ArchDims
     from flexibert.train.data import load_split
+    from flexibert.train.encoding_cache import HOLDOUT_SEED
+    from flexibert.train.holdout import plan_holdout, split_overlap
     from flexibert.train.lengths import data_seq_len
     from flexibert.train.tokenization import load_tokenizer
 
     c = run.config
     task, source = c.task_and_source
     tokenizer = load_tokenizer(run.done["tokenizer"])
-    num_train = len(load_split(source, task, "train"))
-    holdout = c.holdout_size(num_train)
-    if not 0 < holdout < num_train:
+    train = load_split(source, task, "train")
+    holdout = c.holdout_size(len(train))
+    if not 0 < holdout < len(train):
         raise FlexiBertError(f"a validation holdout of {holdout} needs more than {holdout} training examples; "
-                             f"the task has {num_train}")
+                             f"the task has {len(train)}")
+    rows = list(zip(*train.texts))
+    plan = plan_holdout(rows, holdout, HOLDOUT_SEED, c.training.holdout_split)
+    overlap = {s: split_overlap(rows, list(zip(*load_split(source, task, s).texts))) for s in task.dev_splits}
     max_len = c.training.max_seq_len or data_seq_len(task, source, tokenizer, cap=ArchDims.max_position_embeddings)
-    run.reporter.log(f"data: {num_train:,} training examples, {holdout:,} held out for validation, "
+    split = {"method": c.training.holdout_split, **plan.describe(), "dev_overlap": overlap}
+    run.reporter.log(f"data: {len(train):,} training examples, {holdout:,} held out for validation "
+                     f"({c.training.holdout_split}; {len(plan.dropped):,} sharing their text dropped), "
                      f"sequences of up to {max_len} tokens")
-    return {"num_train": num_train, "holdout": holdout, "max_seq_len": max_len, "vocab_size": len(tokenizer)}
+    for s, o in overlap.items():
+        run.reporter.log(f"{s}: {o['exact']} of {o['dev']} duplicate a training example, {o['inside_train']} are "
+                         f"inside one, {o['contains_train_half']} contain one at least half their length")
+    return {"num_train": len(train), "holdout": holdout, "split": split, "max_seq_len": max_len,
+            "vocab_size": len(tokenizer)}
 
 
 def seeds_stage(run: Run) -> dict[str, str]:
@@ -150,7 +162,7 @@ def search_stage(run: Run) -> dict[str, Any]:
     """Asynchronous active learning; a search killed half-way resumes from its database."""
     from flexibert.search.backends import TrialResources
     from flexibert.search.loop import run_search
-    from flexibert.search.results import RunResults
+    from flexibert.search.results import RunResults, record_outcome
     from flexibert.search.store import DB_NAME
 
     c = run.config.search
@@ -162,6 +174,8 @@ def search_stage(run: Run) -> dict[str, Any]:
     if state.done == 0:
         failure = RunResults(run.dir).first_failure
         raise FlexiBertError(f"every trial failed; the first: {failure}" if failure else "no trial finished")
+    if run.done["data"].get("split"):  # a run of schema 1 did not record it
+        record_outcome(run.dir, data=run.done["data"]["split"])
     return {"reason": state.reason, "done": state.done}
 
 
@@ -169,12 +183,13 @@ def baseline_stage(run: Run) -> dict[str, Any] | None:
     """TF-IDF + logistic regression on the trials' own training part, scored on the same validation and dev."""
     from flexibert.search.results import record_outcome
     from flexibert.train.baseline import tfidf_baseline
+    from flexibert.train.holdout import Holdout
 
     c = run.config
     if not c.confirm.baseline:
         return None
     task, source = c.task_and_source
-    base = tfidf_baseline(task, source, run.done["data"]["holdout"], seed=c.seed,
+    base = tfidf_baseline(task, source, Holdout(run.done["data"]["holdout"], c.training.holdout_split), seed=c.seed,
                           max_train_samples=c.confirm.max_train_samples)
     run.reporter.log(f"baseline ({base['name']}): validation {base['validation']:.4f}, dev {base['dev']:.4f}")
     record_outcome(run.dir, baseline=base)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from flexibert._common import FlexiBertError, write_json
-from flexibert.run.config import RunConfig
+from flexibert.run.config import RUN_SCHEMA, RunConfig
 
 
 class Reporter(Protocol):
@@ -70,12 +70,22 @@ Stage = Callable[[Run], Any]
 
 
 def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
-    """The run in ``run_dir``: new, or resumed when it holds a run of the same config (another one is refused)."""
+    """The run in ``run_dir``: new, or resumed when it holds a run of the same config (another one is refused).
+
+    A run stored by an earlier version resumes as it was measured (:meth:`RunConfig.resuming`); its
+    stored config is left as it was written, so every later resume reads it the same way.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.json"
     if path.exists():
-        if json.loads(path.read_text()) != json.loads(json.dumps(config.to_dict())):
-            raise FlexiBertError(f"run directory {run_dir} holds a run with a different config; use another --out")
+        stored = json.loads(path.read_text())
+        try:
+            config = config.resuming(stored)
+        except FlexiBertError as e:
+            raise FlexiBertError(f"run directory {run_dir}: {e}; use another --out") from None
+        if stored.get("schema", 1) != RUN_SCHEMA:
+            reporter.log(f"resuming a run stored at schema {stored.get('schema', 1)}: settings added since take "
+                         f"what it was measured with (training.holdout_split {config.training.holdout_split})")
     else:
         write_json(path, config.to_dict())
     stages = run_dir / "stages.json"

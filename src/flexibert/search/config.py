@@ -16,6 +16,7 @@ from flexibert._common import FlexiBertError, build_config
 from flexibert.search.acquisition import check_acquisition
 from flexibert.search.budget import Budget
 
+SCHEMA = 2  # of a stored config; 2: the validation holdout is drawn leak-free (``holdout_split``)
 DEFAULT_LIBRARY = "runs/spaces"  # where ``flexibert space build`` puts space libraries
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     positions: str = "relative_key"  # the run's one position scheme: seeds, trials and transfers all use it
     pooling: str | None = None  # what classifiers read, cls or mean (None: each trial's init checkpoint's own)
     holdout: int | None = None  # training examples carved out for validation: trials are scored on them
+    holdout_split: str = "grouped"  # how they are drawn: grouped (leak-free, ``train.holdout``) or random
     vocab_size: int | None = None  # the run's tokenizer size, for the cost of a card (None: BERT's 30,522)
     limits: Budget | None = None  # the run's budget (params, FLOPs, latency): no model over it is proposed
     latency_model: str | None = None  # a fitted ``LatencyModel`` JSON, needed by ``max_latency_ms``
@@ -73,6 +75,9 @@ class TrainConfig:
             raise FlexiBertError(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"holdout must be >= 1 training example, got {self.holdout}")
+        from flexibert.train.holdout import check_holdout_split
+
+        check_holdout_split(self.holdout_split)
         from flexibert.model.overlap import check_ffn_select, check_layer_map
 
         check_layer_map(self.layer_map)
@@ -94,7 +99,10 @@ ORACLES: tuple[str, ...] = tuple(ORACLE_CONFIGS)
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """What defines a run; stored in its database and reused as-is by ``--resume``."""
+    """What defines a run; stored in its database and reused as-is by ``--resume``.
+
+    Stored with :data:`SCHEMA`, so a run stored by an earlier version resumes as it was measured
+    (:func:`_upgrade`)."""
 
     task: str
     oracle: OracleConfig
@@ -123,7 +131,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["oracle"] = {"kind": self.oracle.kind, **d["oracle"]}
-        return d
+        return {"schema": SCHEMA, **d}
 
     @classmethod
     def from_dict(cls, d: Any) -> "SearchConfig":
@@ -131,6 +139,7 @@ class SearchConfig:
             raise FlexiBertError(f"run config: expected a mapping, got {type(d).__name__}")
         if isinstance(d.get("oracle"), str):
             d = _nest_flat(d)
+        d = _upgrade(d)
         raw = d.get("oracle")
         if not isinstance(raw, dict):
             raise FlexiBertError("run config: 'oracle' must be a mapping with a 'kind'")
@@ -140,6 +149,20 @@ class SearchConfig:
             raise FlexiBertError(f"run config: unknown oracle {kind!r}; expected one of {list(ORACLES)}")
         oracle = build_config(ORACLE_CONFIGS[kind], raw, f"'oracle' ({kind})")
         return build_config(cls, {**d, "oracle": oracle}, "the search")
+
+
+def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored config at :data:`SCHEMA`: settings added since it was stored take the value that its
+    trials were measured with (a schema-1 holdout was a random draw), the rest their defaults."""
+    d = dict(d)
+    schema = d.pop("schema", 1)
+    if not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
+        raise FlexiBertError(f"run config: schema {schema!r} is not one this version reads (1 to {SCHEMA}); "
+                             "a newer FlexiBERT wrote it")
+    oracle = d.get("oracle")
+    if schema < 2 and isinstance(oracle, dict) and oracle.get("kind") == "train":
+        d["oracle"] = {"holdout_split": "random", **oracle}
+    return d
 
 
 def _nest_flat(d: dict[str, Any]) -> dict[str, Any]:

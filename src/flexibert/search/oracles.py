@@ -130,8 +130,16 @@ class TrainOracle:
             prof = dataclasses.replace(prof, max_train_samples=None)
         return TrialSpec(card, task, prof, init=init, data=data, tokenizer=c.tokenizer,
                          seed=c.seed if seed is None else seed, num_threads=num_threads, cache_dir=self.cache_dir,
-                         positions=c.positions, pooling=c.pooling, holdout=c.holdout, layer_map=c.layer_map,
+                         positions=c.positions, pooling=c.pooling, holdout=self.holdout, layer_map=c.layer_map,
                          ffn_select=c.ffn_select, distill=distill)
+
+    @property
+    def holdout(self):
+        """The search's validation split, a :class:`~flexibert.train.holdout.Holdout` (None without one)."""
+        from flexibert.train.holdout import Holdout
+
+        c = self.config
+        return None if c.holdout is None else Holdout(c.holdout, c.holdout_split)
 
     def __call__(self, request: TrialRequest) -> TrialOutcome:
         from flexibert.train.trial import train_trial

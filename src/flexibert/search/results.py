@@ -175,6 +175,12 @@ class RunResults:
         return self._outcome.get("baseline")
 
     @property
+    def data(self) -> dict[str, Any] | None:
+        """How the validation holdout was drawn (``method``, and ``train``, ``validation``, ``dropped`` counts)
+        and, per dev split, what dev shares with train (``dev_overlap``); None for a bare search."""
+        return self._outcome.get("data")
+
+    @property
     def question(self) -> str:
         """What the run asked, as its confirmation stated it."""
         return self._outcome.get("question") or "Which model is best for this task within the budget?"
@@ -231,6 +237,7 @@ class RunResults:
             "retention": self.retention,
             "speedup": self.speedup,
             "baseline": {k: base[k] for k in ("name", "validation", "dev")} if base else None,
+            "data": self.data,
             "finalists": [brief(r) for r in self.finalists],
             "latency_ms": (win or {}).get("latency_ms"),
             "trials_done": len(self.measured()),

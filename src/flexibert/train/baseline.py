@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from flexibert._common import FlexiBertError
 from flexibert.train import metrics as M
 from flexibert.train.data import DataSource, Examples, as_source
 from flexibert.train.encoding_cache import VALIDATION, split_examples
+from flexibert.train.holdout import Holdout
 from flexibert.train.tasks import Task, get_task
 
 NAME = "tf-idf + logistic regression"
@@ -53,7 +53,7 @@ def _score(task: Task, pred: np.ndarray, gold: np.ndarray) -> float:
     return one_split.score(M.compute(task.metrics, pred, gold))
 
 
-def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: int, seed: int = 42,
+def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: Holdout | int, seed: int = 42,
                    max_train_samples: int | None = None) -> dict[str, Any]:
     """``{"name", "validation", "dev"}``: TF-IDF + logistic regression (ridge for a regression task)
     trained on a trial's training part, C chosen from :data:`C_GRID` on the holdout only.
@@ -65,8 +65,7 @@ def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: i
     from sklearn.linear_model import LogisticRegression, Ridge
 
     task, source = get_task(task), as_source(source)
-    if not isinstance(holdout, int) or holdout < 1:
-        raise FlexiBertError(f"the baseline chooses C on a validation holdout of at least 1 example, got {holdout!r}")
+    holdout = holdout if isinstance(holdout, Holdout) else Holdout(holdout)  # a size: drawn leak-free
     train = split_examples(source, task, "train", max_train_samples, holdout)
     val = split_examples(source, task, VALIDATION, holdout=holdout)
     devs = [split_examples(source, task, s) for s in task.dev_splits]

@@ -46,22 +46,25 @@ class Examples:
             return self
         return self.take(subset_indices(len(self), n, seed), f"{n} of {len(self)}, seed {seed}")
 
-
     def take(self, idx: np.ndarray, what: str) -> "Examples":
         """The examples at ``idx`` (kept in that order); ``what`` names the part in the origin."""
         return Examples(tuple(tuple(col[i] for i in idx) for col in self.texts), self.labels[idx],
                         f"{self.origin}[{what}]")
 
-    def holdout(self, n: int, seed: int) -> tuple["Examples", "Examples"]:
-        """``(rest, validation)``: ``n`` examples carved out by ``seed``, both kept in file order.
+    def holdout(self, n: int, seed: int, split: str = "grouped") -> tuple["Examples", "Examples"]:
+        """``(rest, validation)``: ``n`` examples carved out by ``seed``, both kept in file order; ``grouped``
+        (:func:`~flexibert.train.holdout.plan_holdout`) drops from ``rest`` whatever shares text with them.
 
         Model selection scores on the validation part, so the dev split is only ever reported.
         """
+        from flexibert.train.holdout import plan_holdout
+
         if not 0 < n < len(self):
             raise FlexiBertError(f"{self.origin}: a validation holdout needs 0 < n < {len(self)}, got {n}")
-        perm = np.random.default_rng(seed).permutation(len(self))
-        val, rest = np.sort(perm[:n]), np.sort(perm[n:])
-        return self.take(rest, f"train minus {n} held out, seed {seed}"), self.take(val, f"{n} held out, seed {seed}")
+        plan = plan_holdout(list(zip(*self.texts)), n, seed, split)
+        dropped = f", {len(plan.dropped)} sharing its text dropped" if len(plan.dropped) else ""
+        return (self.take(plan.rest, f"train minus {n} held out{dropped}, seed {seed}"),
+                self.take(plan.validation, f"{n} held out ({split}), seed {seed}"))
 
 
 def subset_indices(total: int, n: int | None, seed: int = 42) -> np.ndarray:

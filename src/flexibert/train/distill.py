@@ -23,6 +23,7 @@ from flexibert.model.overlap import uniform_source_layer
 from flexibert.train.batching import Encoded
 from flexibert.train.data import DataSource, split_digest
 from flexibert.train.encoding_cache import encoded_split
+from flexibert.train.holdout import Holdout
 from flexibert.train.loop import predict
 from flexibert.train.tasks import Task
 from flexibert.train.tokenization import load_tokenizer, tokenizer_digest
@@ -94,7 +95,7 @@ def _check_teacher(teacher: Path, task: Task) -> None:
 
 
 def teacher_logits(teacher: str | Path, source: DataSource, task: Task, cache_dir: Path, max_samples: int | None,
-                   holdout: int | None, device: str = "cpu", batch_size: int = 256) -> np.ndarray:
+                   holdout: Holdout | None, device: str = "cpu", batch_size: int = 256) -> np.ndarray:
     """The teacher's logits on a trial's training examples, in their order (``max_samples`` and
     ``holdout`` as in the trial), from the cache when it holds them, else computed and written atomically.
 
@@ -105,7 +106,7 @@ def teacher_logits(teacher: str | Path, source: DataSource, task: Task, cache_di
     tok = load_tokenizer(teacher)
     max_len = tok.model_max_length
     key = (f"{_teacher_digest(teacher)}-{split_digest(source, task, 'train')}-{tokenizer_digest(tok)}"
-           f"-{max_len}-{max_samples}-{holdout}")
+           f"-{max_len}-{max_samples}-{holdout.key if holdout else None}")
     path = Path(cache_dir) / "teacher-logits" / f"{task.name}-{key}.npy"
     if path.is_file():
         try:
@@ -156,7 +157,7 @@ class DistillObjective:
 
 def distill_objective(config: Distillation, source: DataSource, task: Task, train: Encoded, tokenizer,
                       student_widths: tuple[int, ...], cache_dir: Path, max_samples: int | None,
-                      holdout: int | None, device: str) -> DistillObjective:
+                      holdout: Holdout | None, device: str) -> DistillObjective:
     """The objective of a trial distilling per ``config``; ``train`` is the trial's encoded training split.
 
     Refused before any training: a teacher of another task, and hidden-state distillation with

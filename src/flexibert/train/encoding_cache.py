@@ -12,6 +12,7 @@ from pathlib import Path
 from flexibert._common import FlexiBertError
 from flexibert.train.batching import Encoded, encode
 from flexibert.train.data import DataSource, Examples, load_split, split_digest
+from flexibert.train.holdout import Holdout
 from flexibert.train.tasks import Task
 from flexibert.train.tokenization import tokenizer_digest
 
@@ -21,14 +22,15 @@ VALIDATION = "validation"  # the split carved out of train by ``holdout``
 
 
 def encoded_split(source: DataSource, task: Task, split: str, tokenizer, max_len: int, cache_dir: Path,
-                  max_samples: int | None = None, holdout: int | None = None) -> Encoded:
+                  max_samples: int | None = None, holdout: Holdout | None = None) -> Encoded:
     """Token ids of a split (or of its seeded subset), from the cache when it holds them.
 
-    With ``holdout``, ``holdout`` training examples are carved out (seeded, fixed) as the split
-    ``"validation"``, and ``"train"`` is the rest; ``max_samples`` then subsets that rest.
+    With ``holdout``, its examples are carved out of train (seeded, fixed) as the split ``"validation"``,
+    and ``"train"`` is the rest; ``max_samples`` then subsets that rest.
     """
     source_split = "train" if split == VALIDATION else split
-    key = f"{split_digest(source, task, source_split)}-{tokenizer_digest(tokenizer)}-{max_len}-{max_samples}-{holdout}"
+    held = holdout.key if holdout else None
+    key = f"{split_digest(source, task, source_split)}-{tokenizer_digest(tokenizer)}-{max_len}-{max_samples}-{held}"
     cache = Path(cache_dir) / "encoded" / f"{task.name}-{split}-{key}.npz"
     cached = Encoded.load(cache) if cache.exists() else None
     if cached is not None:
@@ -39,14 +41,14 @@ def encoded_split(source: DataSource, task: Task, split: str, tokenizer, max_len
 
 
 def split_examples(source: DataSource, task: Task, split: str, max_samples: int | None = None,
-                   holdout: int | None = None) -> Examples:
+                   holdout: Holdout | None = None) -> Examples:
     """The examples a trial reads as ``split``, before tokenization: anything else that must see exactly
     a trial's data (a classical baseline) reads them here."""
     if split == VALIDATION and not holdout:
         raise FlexiBertError("the validation split exists only with a holdout carved from train")
     examples = load_split(source, task, "train" if split == VALIDATION else split)
     if holdout and split in ("train", VALIDATION):
-        rest, val = examples.holdout(holdout, HOLDOUT_SEED)
+        rest, val = examples.holdout(holdout.size, HOLDOUT_SEED, holdout.split)
         examples = val if split == VALIDATION else rest
     if split != VALIDATION:
         examples = examples.subset(max_samples, SUBSET_SEED)

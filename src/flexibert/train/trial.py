@@ -34,6 +34,7 @@ from flexibert.train.batching import Encoded, batches
 from flexibert.train.data import DataSource, HFDataset, as_source, train_texts
 from flexibert.train.distill import Distillation, distill_objective
 from flexibert.train.encoding_cache import VALIDATION, encoded_split
+from flexibert.train.holdout import Holdout
 from flexibert.train.loop import evaluate, fit, set_threads, split_metrics
 from flexibert.train.profiles import TrainProfile, get_profile
 from flexibert.train.tasks import Task, get_task
@@ -61,8 +62,8 @@ class TrialSpec:
     checkpoint's own (a pretrained encoder keeps its scheme), else ``relative_key``.
     ``pooling``: what the classifier reads (``cls`` or ``mean``); by default the init checkpoint's own
     (a sentence-transformers encoder is read by its mean token), else ``cls``.
-    ``holdout``: carve this many training examples out as a validation split (fixed seed); the
-    trial's ``score`` is then its validation score, and dev is only reported.
+    ``holdout``: carve a validation split out of train (a :class:`~flexibert.train.holdout.Holdout`, or its
+    size, drawn leak-free); the trial's ``score`` is then its validation score, and dev is only reported.
     ``distill``: learn from a fine-tuned teacher too (a :class:`~flexibert.train.distill.Distillation`,
     its mapping, or just the teacher's path).
     ``layer_map``: which source layer each layer inherits from (``bottom`` or ``uniform``, see
@@ -83,7 +84,7 @@ class TrialSpec:
     device: str | None = None
     positions: str | None = None
     pooling: str | None = None
-    holdout: int | None = None
+    holdout: Holdout | None = None
     layer_map: str = "bottom"
     ffn_select: str = "importance"
     distill: Distillation | None = None
@@ -104,8 +105,8 @@ class TrialSpec:
             raise FlexiBertError(f"positions must be one of {list(POSITION_EMBEDDING_TYPES)}, got {self.positions!r}")
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise FlexiBertError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        if self.holdout is not None and self.holdout < 1:
-            raise FlexiBertError(f"a validation holdout needs at least 1 example, got {self.holdout}")
+        if self.holdout is not None and not isinstance(self.holdout, Holdout):
+            put("holdout", Holdout(**self.holdout) if isinstance(self.holdout, dict) else Holdout(self.holdout))
         check_layer_map(self.layer_map)
         check_ffn_select(self.ffn_select)
 
