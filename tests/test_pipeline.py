@@ -163,7 +163,8 @@ def test_user_csv_task_runs_end_to_end(tmp_path):
 
     (row,) = RunResults(tmp_path / "out").finalists
     assert summary["trials_done"] == 3 and len(summary["finalists"]) == 1
-    assert row["runs"][0]["num_train"] == 700 - 150  # the whole training file, less the validation holdout
+    # The whole training file, less the validation holdout and what shares its text (leak-free holdout).
+    assert row["runs"][0]["num_train"] == summary["data"]["train"] == 700 - 150 - summary["data"]["dropped"]
     assert summary["best_dev_accuracy"] == row["dev"] == row["runs"][0]["dev_metrics"]["accuracy"]
     assert summary["baseline"]["name"] == "tf-idf + logistic regression" and summary["reference"] is not None
     assert row["distilled"] == (row["card"] != summary["reference"]["card"])  # the reference is the teacher

@@ -76,7 +76,7 @@ def new_config(config_file: Path | None, flags: dict[str, Any], sets: list[str])
     """The search config and trial resources from a YAML file, the flags and ``--set`` overrides, checked once."""
     from flexibert._common import read_yaml
     from flexibert.search.backends import TrialResources
-    from flexibert.search.config import DEFAULT_LIBRARY, SearchConfig
+    from flexibert.search.config import DEFAULT_LIBRARY, SCHEMA, SearchConfig
 
     raw: dict[str, Any] = {}
     base = Path.cwd()
@@ -106,7 +106,7 @@ def new_config(config_file: Path | None, flags: dict[str, Any], sets: list[str])
 
         oracle["user_task"] = UserTask.from_mapping(oracle["user_task"], base, holdout=oracle.get("holdout")).to_dict()
     resources = TrialResources(*(raw.pop(k, d) for k, d in zip(RESOURCES, (None, 0))))
-    return SearchConfig.from_dict(raw), resources
+    return SearchConfig.from_dict({"schema": SCHEMA, **raw}), resources  # a new search: today's schema
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from flexibert._common import FlexiBertError
 from flexibert.train import metrics as M
 from flexibert.train.data import DataSource, Examples, as_source
 from flexibert.train.encoding_cache import VALIDATION, split_examples
@@ -65,7 +66,9 @@ def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: H
     from sklearn.linear_model import LogisticRegression, Ridge
 
     task, source = get_task(task), as_source(source)
-    holdout = holdout if isinstance(holdout, Holdout) else Holdout(holdout)  # a size: drawn leak-free
+    holdout = Holdout.of(holdout)
+    if holdout is None:
+        raise FlexiBertError("the baseline chooses C on a validation holdout; none was given")
     train = split_examples(source, task, "train", max_train_samples, holdout)
     val = split_examples(source, task, VALIDATION, holdout=holdout)
     devs = [split_examples(source, task, s) for s in task.dev_splits]

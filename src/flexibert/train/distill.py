@@ -95,13 +95,13 @@ def _check_teacher(teacher: Path, task: Task) -> None:
 
 
 def teacher_logits(teacher: str | Path, source: DataSource, task: Task, cache_dir: Path, max_samples: int | None,
-                   holdout: Holdout | None, device: str = "cpu", batch_size: int = 256) -> np.ndarray:
+                   holdout: Holdout | int | None, device: str = "cpu", batch_size: int = 256) -> np.ndarray:
     """The teacher's logits on a trial's training examples, in their order (``max_samples`` and
     ``holdout`` as in the trial), from the cache when it holds them, else computed and written atomically.
 
     The teacher reads the examples through its own tokenizer and saved length, so any tokenizer works.
     """
-    teacher = Path(teacher)
+    teacher, holdout = Path(teacher), Holdout.of(holdout)
     _check_teacher(teacher, task)
     tok = load_tokenizer(teacher)
     max_len = tok.model_max_length

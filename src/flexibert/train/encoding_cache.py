@@ -22,13 +22,14 @@ VALIDATION = "validation"  # the split carved out of train by ``holdout``
 
 
 def encoded_split(source: DataSource, task: Task, split: str, tokenizer, max_len: int, cache_dir: Path,
-                  max_samples: int | None = None, holdout: Holdout | None = None) -> Encoded:
+                  max_samples: int | None = None, holdout: Holdout | int | None = None) -> Encoded:
     """Token ids of a split (or of its seeded subset), from the cache when it holds them.
 
-    With ``holdout``, its examples are carved out of train (seeded, fixed) as the split ``"validation"``,
+    With ``holdout`` (a :class:`~flexibert.train.holdout.Holdout`, or a size), its examples are carved out of train (seeded, fixed) as the split ``"validation"``,
     and ``"train"`` is the rest; ``max_samples`` then subsets that rest.
     """
     source_split = "train" if split == VALIDATION else split
+    holdout = Holdout.of(holdout)
     held = holdout.key if holdout else None
     key = f"{split_digest(source, task, source_split)}-{tokenizer_digest(tokenizer)}-{max_len}-{max_samples}-{held}"
     cache = Path(cache_dir) / "encoded" / f"{task.name}-{split}-{key}.npz"
@@ -41,9 +42,10 @@ def encoded_split(source: DataSource, task: Task, split: str, tokenizer, max_len
 
 
 def split_examples(source: DataSource, task: Task, split: str, max_samples: int | None = None,
-                   holdout: Holdout | None = None) -> Examples:
+                   holdout: Holdout | int | None = None) -> Examples:
     """The examples a trial reads as ``split``, before tokenization: anything else that must see exactly
     a trial's data (a classical baseline) reads them here."""
+    holdout = Holdout.of(holdout)
     if split == VALIDATION and not holdout:
         raise FlexiBertError("the validation split exists only with a holdout carved from train")
     examples = load_split(source, task, "train" if split == VALIDATION else split)

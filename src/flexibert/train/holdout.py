@@ -50,6 +50,18 @@ class Holdout:
             raise FlexiBertError(f"a validation holdout needs at least 1 example, got {self.size!r}")
         check_holdout_split(self.split)
 
+    @classmethod
+    def of(cls, value: "Holdout | int | dict | None") -> "Holdout | None":
+        """A holdout from its size (drawn leak-free), its fields, or itself; None stays None."""
+        if value is None or isinstance(value, Holdout):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"size", "split"})
+            if unknown:
+                raise FlexiBertError(f"a validation holdout has keys size and split, got {unknown}")
+            return cls(**value)
+        return cls(value)
+
     @property
     def key(self) -> str:
         """What a cache key holds of it."""

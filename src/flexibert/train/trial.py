@@ -105,8 +105,7 @@ class TrialSpec:
             raise FlexiBertError(f"positions must be one of {list(POSITION_EMBEDDING_TYPES)}, got {self.positions!r}")
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise FlexiBertError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        if self.holdout is not None and not isinstance(self.holdout, Holdout):
-            put("holdout", Holdout(**self.holdout) if isinstance(self.holdout, dict) else Holdout(self.holdout))
+        put("holdout", Holdout.of(self.holdout))
         check_layer_map(self.layer_map)
         check_ffn_select(self.ffn_select)
 
