@@ -345,20 +345,19 @@ class RunConfig:
         schema = stored.get("schema", 1)
         if not isinstance(schema, int) or not 1 <= schema <= RUN_SCHEMA:
             raise FlexiBertError(f"the stored run config has schema {schema!r}; this version reads 1 to {RUN_SCHEMA}")
+        added = [(where, value) for version, settings in MEASURED_BEFORE.items() if schema < version
+                 for where, value in settings.items()]
         config = self
-        for version, settings in MEASURED_BEFORE.items():
-            for (section, key), value in settings.items() if schema < version else ():
-                config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section),
-                                                                                       **{key: value})})
+        for (section, key), value in added:
+            config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section),
+                                                                                   **{key: value})})
+            stored = {**stored, section: {key: value, **stored.get(section, {})}}
         before = RunConfig(name=stored.get("name", self.name), task=stored.get("task", self.task))
-        for version, settings in MEASURED_BEFORE.items():
-            for (section, key), value in settings.items() if schema < version else ():
-                stored = {**stored, section: {key: value, **stored.get(section, {})}}
-        old = _merged(json_roundtrip(before.to_dict()), {**stored, "schema": RUN_SCHEMA})
-        new = json_roundtrip(config.to_dict())
-        changed = sorted(k for k in set(_flat(old)) | set(_flat(new)) if _flat(old).get(k) != _flat(new).get(k))
+        old = _flat(_merged(json_roundtrip(before.to_dict()), {**stored, "schema": RUN_SCHEMA}))
+        new = _flat(json_roundtrip(config.to_dict()))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
-            shown = ", ".join(f"{k} ({_flat(old).get(k)!r} there, {_flat(new).get(k)!r} here)" for k in changed[:3])
+            shown = ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} here)" for k in changed[:3])
             raise FlexiBertError(f"it holds a run of another config: {shown}")
         return config
 
