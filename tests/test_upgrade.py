@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from flexibert._common import FlexiBertError
-from flexibert.run.config import RUN_SCHEMA, RunConfig
+from flexibert.run.config import RunConfig
 from flexibert.run.job import STAGES
 from flexibert.run.stages import Quiet, open_run, run_stages
-from flexibert.search.config import SearchConfig
+from flexibert.search.config import SCHEMA, SearchConfig
 from tests.conftest import GLUE_DIR, VOCAB
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schema1"
@@ -72,7 +72,7 @@ def test_a_real_difference_names_its_key(tmp_path):
 def test_a_newer_schema_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({**_stored("config.json", tmp_path), "schema": RUN_SCHEMA + 1}))
+    (run_dir / "config.json").write_text(json.dumps({**_stored("config.json", tmp_path), "schema": SCHEMA + 1}))
     with pytest.raises(FlexiBertError, match="schema"):
         open_run(RunConfig.from_yaml(_tiny(tmp_path)), run_dir, Quiet())
 

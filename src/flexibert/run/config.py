@@ -20,15 +20,12 @@ from flexibert.model.overlap import FFN_SELECTS, LAYER_MAPS
 from flexibert.search.acquisition import ACQUISITIONS
 from flexibert.search.backends import BACKENDS, TrialResources
 from flexibert.search.budget import Budget
-from flexibert.search.config import SearchConfig, TrainConfig
+from flexibert.search.config import SCHEMA, SearchConfig, TrainConfig, measured_before
 from flexibert.space.design_space import RULES
 from flexibert.train.holdout import HOLDOUT_SPLITS
 from flexibert.train.profiles import PROFILES
 from flexibert.train.tasks import GLUE_TASKS, get_task
 
-RUN_SCHEMA = 2  # of a stored run config; 2: the validation holdout is drawn leak-free (training.holdout_split)
-# Settings added at a schema, and the value that a run stored before it was measured with.
-MEASURED_BEFORE: dict[int, dict[tuple[str, str], Any]] = {2: {("training", "holdout_split"): "random"}}
 SEED_ROUTES = ("mlm", "import-bert", "scratch")
 POSITIONS = (None, "absolute", "relative_key")
 POOLINGS = (None, "cls", "mean")
@@ -333,27 +330,20 @@ class RunConfig:
             raise FlexiBertError(f"space.file {self.space.file}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": RUN_SCHEMA, **dataclasses.asdict(self)}
+        return {"schema": SCHEMA, **dataclasses.asdict(self)}
 
     def resuming(self, stored: dict[str, Any]) -> "RunConfig":
         """This config, to resume the run that stored ``stored`` (its :meth:`to_dict`, of any schema so far).
 
         Settings added since that schema take the value its work was measured with
-        (:data:`MEASURED_BEFORE`), others added since take their defaults; a real difference
+        (:func:`~flexibert.search.config.measured_before`), others their defaults; a real difference
         is refused, naming its keys.
         """
-        schema = stored.get("schema", 1)
-        if not isinstance(schema, int) or not 1 <= schema <= RUN_SCHEMA:
-            raise FlexiBertError(f"the stored run config has schema {schema!r}; this version reads 1 to {RUN_SCHEMA}")
-        added = [(where, value) for version, settings in MEASURED_BEFORE.items() if schema < version
-                 for where, value in settings.items()]
-        config = self
-        for (section, key), value in added:
-            config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section),
-                                                                                   **{key: value})})
-            stored = {**stored, section: {key: value, **stored.get(section, {})}}
+        added = measured_before(stored.get("schema", 1))
+        config = dataclasses.replace(self, training=dataclasses.replace(self.training, **added))
+        stored = {**stored, "training": {**added, **stored.get("training", {})}}
         before = RunConfig(name=stored.get("name", self.name), task=stored.get("task", self.task))
-        old = _flat(_merged(json_roundtrip(before.to_dict()), {**stored, "schema": RUN_SCHEMA}))
+        old = _flat(_merged(json_roundtrip(before.to_dict()), {**stored, "schema": SCHEMA}))
         new = _flat(json_roundtrip(config.to_dict()))
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:

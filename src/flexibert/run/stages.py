@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from flexibert._common import FlexiBertError, write_json
-from flexibert.run.config import RUN_SCHEMA, RunConfig
+from flexibert.run.config import RunConfig
+from flexibert.search.config import SCHEMA
 
 
 class Reporter(Protocol):
@@ -83,7 +84,7 @@ def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
             config = config.resuming(stored)
         except FlexiBertError as e:
             raise FlexiBertError(f"run directory {run_dir}: {e}; use another --out") from None
-        if stored.get("schema", 1) != RUN_SCHEMA:
+        if stored.get("schema", 1) != SCHEMA:
             reporter.log(f"resuming a run stored at schema {stored.get('schema', 1)}: settings added since take "
                          f"what it was measured with (training.holdout_split {config.training.holdout_split})")
     else:

@@ -16,7 +16,9 @@ from flexibert._common import FlexiBertError, build_config
 from flexibert.search.acquisition import check_acquisition
 from flexibert.search.budget import Budget
 
-SCHEMA = 2  # of a stored config; 2: the validation holdout is drawn leak-free (``holdout_split``)
+SCHEMA = 2  # of what a run stores (its run config and its search config); 2: the holdout is drawn leak-free
+# Training settings added at a schema, with the value that work stored before it was measured with.
+MEASURED_BEFORE: dict[int, dict[str, Any]] = {2: {"holdout_split": "random"}}
 DEFAULT_LIBRARY = "runs/spaces"  # where ``flexibert space build`` puts space libraries
 
 
@@ -151,17 +153,23 @@ class SearchConfig:
         return build_config(cls, {**d, "oracle": oracle}, "the search")
 
 
-def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
-    """A stored config at :data:`SCHEMA`: settings added since it was stored take the value that its
-    trials were measured with (a schema-1 holdout was a random draw), the rest their defaults."""
-    d = dict(d)
-    schema = d.pop("schema", 1)
+def measured_before(schema: Any) -> dict[str, Any]:
+    """The training settings added since a stored config's ``schema``, at the values its work was measured
+    with, so a run stored by an earlier version resumes as it was measured; a newer schema is refused."""
     if not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
-        raise FlexiBertError(f"run config: schema {schema!r} is not one this version reads (1 to {SCHEMA}); "
-                             "a newer FlexiBERT wrote it")
+        raise FlexiBertError(f"the stored config has schema {schema!r}; this version reads 1 to {SCHEMA} "
+                             "(a newer FlexiBERT wrote it)")
+    return {key: value for version, added in MEASURED_BEFORE.items() if schema < version
+            for key, value in added.items()}
+
+
+def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored config at :data:`SCHEMA` (:func:`measured_before`); other settings take their defaults."""
+    d = dict(d)
+    added = measured_before(d.pop("schema", 1))
     oracle = d.get("oracle")
-    if schema < 2 and isinstance(oracle, dict) and oracle.get("kind") == "train":
-        d["oracle"] = {"holdout_split": "random", **oracle}
+    if added and isinstance(oracle, dict) and oracle.get("kind") == "train":
+        d["oracle"] = {**added, **oracle}
     return d
 
 
