@@ -117,9 +117,29 @@ def test_budget_names_every_limit_a_card_breaks():
         tight.breaks(card)
 
 
+def test_a_latency_ratio_becomes_milliseconds_of_the_seeds_latency():
+    """Half the seed's latency: unresolved it checks nothing (only a run can measure the seed); resolved, the
+    tighter of the ratio and a limit in milliseconds."""
+    card = ModelCard.homogeneous(2, 2, 128, 512)
+    half = Budget(max_flops=flops(card), max_latency_ratio=0.5)
+    assert half and Budget(max_latency_ratio=0.5)
+    with pytest.raises(FlexiBertError, match="max_latency_ratio"):
+        half.breaks(card, latency_ms=1.0)
+    resolved = half.resolved(8.0)
+    assert resolved == Budget(max_flops=flops(card), max_latency_ms=4.0)
+    assert resolved.breaks(card, latency_ms=4.0) == () and resolved.breaks(card, latency_ms=4.1) == ("max_latency_ms",)
+    assert Budget(max_latency_ms=3.0, max_latency_ratio=0.5).resolved(8.0).max_latency_ms == 3.0
+    assert Budget(max_latency_ms=5.0, max_latency_ratio=0.5).resolved(8.0).max_latency_ms == 4.0
+    assert Budget(max_flops=10).resolved(8.0) == Budget(max_flops=10)
+    assert Budget.of(resolved.to_dict()) == resolved
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {"max_latency_ratio": 0},
+        {"max_latency_ratio": -0.5},
+        {"max_latency_ratio": "half"},
         {"max_params": 0},
         {"max_params": -5},
         {"max_params": 1.5},

@@ -104,8 +104,8 @@ def test_run_is_killed_resumed_and_reported(tmp_path):
     figures = {p.stem for p in (run_dir / "report").glob("*.png")}
     assert len(figures) >= 5, figures
     stages = json.loads((run_dir / "stages.json").read_text())
-    assert set(stages) == {"import", "space", "tokenizer", "data", "seeds", "latency", "search", "baseline", "confirm",
-                           "report"}
+    assert set(stages) == {"import", "space", "tokenizer", "data", "seeds", "latency", "budget", "search", "baseline",
+                           "confirm", "report"}
     # A third invocation finds every stage done and the budget spent: nothing new is trained.
     third = _run("run", config, "--out", str(run_dir))
     out3, err3 = third.communicate(timeout=600)
@@ -218,6 +218,7 @@ def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
         search={"acquisition": "ucb", "workers": 2, "backend": "local", "budget": 6},
         space={**paper["space"], "file": str(ROOT / paper["space"]["file"]), "sweep": [4, 8]},
         latency={"sample": 7, "threads": 1}, confirm={"k": 1, "max_train_samples": 300},
+        budget={"max_latency_ratio": 0.9},  # of the slowest seed (BERT-Mini), measured by the run
     )
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
     proc = _run("run", str(tmp_path / "paper.yaml"), "--out", str(tmp_path / "run"))
@@ -225,6 +226,13 @@ def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["trials_done"] == 6 and summary["confirmed"]
+    # The ratio became milliseconds of the seed's latency, for the search and every reader of the run.
+    from flexibert.search.results import RunResults
+
+    budget = json.loads((tmp_path / "run" / "stages.json").read_text())["budget"]
+    assert budget["max_latency_ratio"] is None and budget["max_latency_ms"] > 0
+    assert RunResults(tmp_path / "run").budget.max_latency_ms == budget["max_latency_ms"]
+    assert "at no more than 0.9x its latency" in RunResults(tmp_path / "run").question
     with sqlite3.connect(tmp_path / "run" / "search" / "search.db") as con:
         rows = con.execute("SELECT status, overlap, source_index FROM trials").fetchall()
     assert all(status == "done" for status, _, _ in rows)  # no seed failed its weight transfer
@@ -353,3 +361,33 @@ def test_distillation_needs_the_reference(tmp_path):
                                                      "confirm": {"reference": False, "distill": {"alpha": 0.5}}}))
     with pytest.raises(FlexiBertError, match="confirm.distill needs confirm.reference"):
         RunConfig.from_yaml(tmp_path / "r.yaml")
+
+
+def test_a_latency_ratio_is_resolved_against_the_imported_seeds_measured_latency(tmp_path):
+    """``budget.max_latency_ratio``: the run measures its imported encoder (the slowest, of several) on this
+    machine and hands the search milliseconds, the tighter limit where one in milliseconds is set too."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from flexibert.model.latency import checkpoint_latency
+    from flexibert.run.config import RunConfig
+    from flexibert.run.job import STAGES
+    from flexibert.run.stages import Quiet, open_run, run_stages
+
+    for name, (layers, hidden) in {"tiny": (2, 128), "mini": (4, 256)}.items():
+        torch.manual_seed(0)
+        BertModel(BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=2,
+                             intermediate_size=4 * hidden)).save_pretrained(tmp_path / name)
+    cfg = {"name": "ratio", "task": "sst2", "data": str(GLUE_DIR), "tokenizer": str(VOCAB),
+           "space": {"file": str(ROOT / "configs/spaces/flexibert-small.yaml")},
+           "seeds": {"route": "import-bert", "checkpoints": {n: str(tmp_path / n) for n in ("tiny", "mini")}},
+           "search": {"cpus_per_trial": 1}, "budget": {"max_latency_ratio": 0.5, "max_latency_ms": 1000.0}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = open_run(RunConfig.from_yaml(tmp_path / "c.yaml"), tmp_path / "run", Quiet())
+    run_stages(run, [s for s in STAGES if s[0] in ("import", "seeds", "budget")])
+    budget = run.done["budget"]
+    assert budget["max_latency_ratio"] is None
+    mini = checkpoint_latency(run.done["seeds"][ModelCard.homogeneous(4, 2, 256, 1024).key], 1, (1,))["batch_1"]
+    tiny = checkpoint_latency(run.done["seeds"][ModelCard.homogeneous(2, 2, 128, 512).key], 1, (1,))["batch_1"]
+    assert 2 * tiny < mini  # the seeds are far apart, so timing noise cannot hide which one was taken
+    assert 0.25 * (tiny + mini) < budget["max_latency_ms"] < 1000.0  # nearer half the slower seed's than the other's

@@ -31,6 +31,10 @@ CLI = ("import atexit, json, sys\n"
 BAD = {
     "budget.max_flops negative": ({"budget": {"max_flops": -5}}, "budget.max_flops must be a positive integer, got -5"),
     "budget.max_params a string": ({"budget": {"max_params": "many"}}, "budget.max_params"),
+    "budget.max_latency_ratio zero": ({"budget": {"max_latency_ratio": 0}}, "budget.max_latency_ratio must be a "
+                                      "positive number, got 0"),
+    "budget.max_latency_ratio without an encoder": ({"budget": {"max_latency_ratio": 0.5}},
+                                                    "budget.max_latency_ratio is a fraction of an imported encoder's"),
     "search.workers zero": ({"search": {"workers": 0}}, "search.workers must be an integer >= 1, got 0"),
     "search.budget zero": ({"search": {"budget": 0}}, "search.budget"),
     "search.acquisition unknown": ({"search": {"acquisition": "greedy"}}, "search.acquisition must be one of"),

@@ -12,6 +12,7 @@ from flexibert._common import FlexiBertError
 from flexibert.run.config import RunConfig
 from flexibert.run.job import STAGES
 from flexibert.run.stages import Quiet, open_run, run_stages
+from flexibert.search.budget import Budget
 from flexibert.search.config import SCHEMA, SearchConfig
 from tests.conftest import GLUE_DIR, VOCAB
 
@@ -83,7 +84,7 @@ def test_a_schema_1_search_config_reads_back_with_a_random_holdout(tmp_path):
 
     old = SearchConfig.from_dict(_stored("search-config.json", tmp_path))
     assert TrainOracle("sst2", old.oracle).holdout == Holdout(200, "random")
-    new = RunConfig.from_yaml(_tiny(tmp_path)).search_config("/LIB", str(VOCAB), 30522, {}, 200, 44, None)
+    new = RunConfig.from_yaml(_tiny(tmp_path)).search_config("/LIB", str(VOCAB), 30522, {}, 200, 44, None, Budget())
     stored = json.loads(json.dumps(new.to_dict()))
     assert stored["schema"] == 2 and SearchConfig.from_dict(stored) == new
     assert TrainOracle("sst2", new.oracle).holdout == Holdout(200, "grouped")

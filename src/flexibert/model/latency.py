@@ -128,6 +128,16 @@ def measure_latency(card: ModelCard, setup: LatencySetup = LatencySetup()) -> fl
     return measure_latencies([card], setup)[0]
 
 
+def checkpoint_latency(checkpoint: str | Path, threads: int, batches: Sequence[int] = (1, 32)) -> dict[str, float]:
+    """A saved model's own latency on this machine, measured (not predicted) at each batch size, sequence 128:
+    ``{"batch_1": ms, ...}``."""
+    from flexibert.model.checkpoint import load_config
+
+    cfg = load_config(checkpoint)
+    return {f"batch_{b}": round(measure_latency(cfg.card, LatencySetup(batch=b, threads=threads, dims=cfg.arch_dims)),
+                                3) for b in batches}
+
+
 def features(cards: Sequence[ModelCard], setup: LatencySetup) -> np.ndarray:
     """The :data:`FEATURES` of each card under ``setup`` (rows: cards); costs one ``cost.flops`` per card."""
     b, n, dims = setup.batch, setup.seq_len, setup.dims

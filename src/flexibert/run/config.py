@@ -318,6 +318,9 @@ class RunConfig:
                                  "bring their own")
         if self.seeds.route == "import-bert" and not self.seeds.checkpoints:
             raise FlexiBertError("run config: seeds.route import-bert needs seeds.checkpoints (name -> path)")
+        if self.budget.max_latency_ratio is not None and self.seeds.route != "import-bert":
+            raise FlexiBertError("run config: budget.max_latency_ratio is a fraction of an imported encoder's "
+                                 "latency: it needs seeds.route import-bert")
         if self.confirm.distill is not None and not self.confirm.reference:
             raise FlexiBertError("run config: confirm.distill needs confirm.reference: the confirmed seed is the "
                                  "teacher")
@@ -359,8 +362,10 @@ class RunConfig:
         return max(1, min(1000, num_train // 10))
 
     def search_config(self, library: str, tokenizer: str, vocab_size: int, seed_paths: dict[str, str],
-                      holdout: int, max_seq_len: int | None, latency_model: str | None) -> SearchConfig:
-        """The search stage's config: train every proposal, on the space library, from the seeds."""
+                      holdout: int, max_seq_len: int | None, latency_model: str | None, budget: Budget
+                      ) -> SearchConfig:
+        """The search stage's config: train every proposal, on the space library, from the seeds, within
+        ``budget`` (this config's, its latency ratio resolved by the run)."""
         user = self.task if isinstance(self.task, dict) else None
         train = TrainConfig(
             space=str(Path(self.space.file).resolve()), rule=self.space.rule, library=library,
@@ -368,7 +373,7 @@ class RunConfig:
             tokenizer=tokenizer, seed=self.seed, seed_checkpoints=seed_paths, user_task=user,
             positions=self.run_positions, pooling=self.training.pooling, holdout=holdout,
             holdout_split=self.training.holdout_split, vocab_size=vocab_size,
-            limits=self.budget or None, latency_model=latency_model, max_seq_len=max_seq_len,
+            limits=budget or None, latency_model=latency_model, max_seq_len=max_seq_len,
             layer_map=self.training.layer_map, ffn_select=self.training.ffn_select,
         )
         return SearchConfig(task=self.task_name, oracle=train, acquisition=self.search.acquisition,

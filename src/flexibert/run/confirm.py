@@ -60,18 +60,9 @@ def _references(run: Run, results) -> list:
     return trials if run.config.seeds.route == "import-bert" else trials[:1]
 
 
-def _latency(run: Run, checkpoint: str) -> dict[str, float]:
-    """A model's own latency on this machine, measured (not predicted), at batch 1 and 32, sequence 128."""
-    from flexibert.model.checkpoint import load_config
-    from flexibert.model.latency import LatencySetup, measure_latency
-
-    cfg = load_config(checkpoint)
-    return {f"batch_{b}": round(measure_latency(cfg.card, LatencySetup(batch=b, threads=run.threads(),
-                                                                      dims=cfg.arch_dims)), 3) for b in (1, 32)}
-
-
 def confirm_stage(run: Run) -> dict[str, Any]:
     """Retrain the finalists and the reference under one recipe; record them and their latencies."""
+    from flexibert.model.latency import checkpoint_latency
     from flexibert.search.oracles import TrainOracle
     from flexibert.search.results import RunResults, aggregate, record_outcome
     from flexibert.space.design_space import ModelCard
@@ -99,7 +90,7 @@ def confirm_stage(run: Run) -> dict[str, Any]:
     reference = max((confirmed[t.card_hash] for t in references), key=lambda r: r["validation"], default=None)
     winner = max(rows, key=lambda r: r["validation"], default=None)
     for row in {id(r): r for r in (winner, reference) if r is not None}.values():
-        row["latency_ms"] = _latency(run, row["checkpoint"])
+        row["latency_ms"] = checkpoint_latency(row["checkpoint"], run.threads())
     if reference is not None:  # the seed's own name: its checkpoint's folder
         path = results.train_config.seed_checkpoints.get(ModelCard.from_dict(reference["card"]).key)
         reference["name"] = Path(path).name if path else None
@@ -111,6 +102,8 @@ def _question(run: Run, reference: dict[str, Any] | None) -> str:
     """What the run asks: of an imported encoder, which of its family keeps its accuracy; else, which model of
     the space is best within the budget, measured against the best seed."""
     if run.config.seeds.route == "import-bert" and reference is not None:
+        ratio = run.config.budget.max_latency_ratio
+        within = "" if ratio is None else f" at no more than {ratio:g}x its latency"
         return (f"Which is the smallest, fastest member of {reference.get('name') or 'the seed'}'s family that "
-                "keeps its accuracy?")
+                f"keeps its accuracy{within}?")
     return "Which model of the space is best for this task within the budget, and what does it keep of the best seed?"

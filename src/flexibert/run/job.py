@@ -1,4 +1,4 @@
-"""The main job, ``flexibert run``: import -> space -> tokenizer -> data -> seeds -> latency -> search ->
+"""The main job, ``flexibert run``: import -> space -> tokenizer -> data -> seeds -> latency -> budget -> search ->
 baseline -> confirm -> report, resumable by stage (:mod:`flexibert.run.stages`)."""
 
 from __future__ import annotations
@@ -158,6 +158,22 @@ def latency_stage(run: Run) -> str:
     return str(path.resolve())
 
 
+def budget_stage(run: Run) -> dict[str, Any]:
+    """The run's budget in absolute terms: a latency ratio becomes milliseconds of the imported seed's own latency,
+    measured on this machine at batch 1 (of the slowest seed, where several are imported)."""
+    from flexibert.model.latency import checkpoint_latency
+
+    budget = run.config.budget
+    if budget.max_latency_ratio is None:
+        return budget.to_dict()
+    seed_ms = max(checkpoint_latency(path, run.threads(), batches=(1,))["batch_1"]
+                  for path in run.done["seeds"].values())
+    resolved = budget.resolved(seed_ms)
+    run.reporter.log(f"budget: latency at most {resolved.max_latency_ms:.2f} ms (batch 1, sequence 128), "
+                     f"{budget.max_latency_ratio:g}x the seed's measured {seed_ms:.2f} ms")
+    return resolved.to_dict()
+
+
 def search_stage(run: Run) -> dict[str, Any]:
     """Asynchronous active learning; a search killed half-way resumes from its database."""
     from flexibert.search.backends import TrialResources
@@ -203,7 +219,8 @@ def report_stage(run: Run) -> str:
 
 
 STAGES = [("import", import_stage), ("space", space_stage), ("tokenizer", tokenizer_stage), ("data", data_stage),
-          ("seeds", seeds_stage), ("latency", latency_stage), ("search", search_stage), ("baseline", baseline_stage),
+          ("seeds", seeds_stage), ("latency", latency_stage),
+          ("budget", budget_stage), ("search", search_stage), ("baseline", baseline_stage),
           ("confirm", confirm_stage), ("report", report_stage)]
 
 

@@ -61,10 +61,12 @@ class Run:
 
     def search_config(self):
         """The search's config, derived from the run config and what the earlier stages produced."""
+        from flexibert.search.budget import Budget
+
         data = self.done["data"]
         return self.config.search_config(
             self.done["space"], self.done["tokenizer"], data["vocab_size"], self.done["seeds"], data["holdout"],
-            data["max_seq_len"], self.done.get("latency"))
+            data["max_seq_len"], self.done.get("latency"), Budget.of(self.done.get("budget", self.config.budget)))
 
 
 Stage = Callable[[Run], Any]

@@ -7,7 +7,7 @@ whatever their size, since children inherit from them) never win over it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,15 +22,19 @@ class Budget:
 
     Parameters count the embeddings and encoder (``cost.param_count`` without a head), FLOPs are
     one forward sequence of 128 tokens (``cost.flops``), latency is batch 1 at sequence 128 on the
-    run's machine, measured or predicted by the run's latency model.
+    run's machine, measured or predicted by the run's latency model. ``max_latency_ratio`` is the
+    question "at most half my encoder's latency": a fraction of the imported seed's latency, which
+    only a run can measure, so the run makes it milliseconds (:meth:`resolved`) before its search.
     """
 
     max_params: int | None = None
     max_flops: int | None = None
     max_latency_ms: float | None = None
+    max_latency_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        for name, kind in (("max_params", int), ("max_flops", int), ("max_latency_ms", float)):
+        for name, kind in (("max_params", int), ("max_flops", int), ("max_latency_ms", float),
+                           ("max_latency_ratio", float)):
             value = getattr(self, name)
             if value is not None:
                 positive_number(f"budget.{name}", value, kind)
@@ -55,10 +59,23 @@ class Budget:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def resolved(self, seed_latency_ms: float) -> "Budget":
+        """This budget with its latency ratio made milliseconds of the seed's measured latency (the tighter
+        limit where one in milliseconds is set too)."""
+        if self.max_latency_ratio is None:
+            return self
+        ms = self.max_latency_ratio * seed_latency_ms
+        if self.max_latency_ms is not None:
+            ms = min(ms, self.max_latency_ms)
+        return replace(self, max_latency_ms=round(ms, 3), max_latency_ratio=None)
+
     def breaks(self, card: ModelCard, latency_ms: float | None = None, dims=None, seq_len: int = 128) -> tuple[str, ...]:
         """Names of the limits ``card`` breaks (empty when it fits) under the run's ``dims`` (``ArchDims``)."""
         from flexibert.model.cost import ArchDims, flops, param_count
 
+        if self.max_latency_ratio is not None:
+            raise FlexiBertError("budget: max_latency_ratio is a fraction of the seed's measured latency; "
+                                 "a run resolves it into max_latency_ms before it checks a card")
         dims = dims or ArchDims()
         broken = []
         if self.max_params is not None and param_count(card, dims) > self.max_params:
