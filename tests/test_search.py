@@ -243,6 +243,15 @@ def test_time_budget_stops_and_requeues_what_runs(tmp_path):
     assert final.reason == "budget" and final.queued == 0 and final.running == 0
 
 
+def test_time_budget_waits_for_a_first_result(tmp_path):
+    """A budget shorter than any trial (a seed on long texts) still ends with a measured model, not with none;
+    nothing new starts once it is spent."""
+    final = run_search(tmp_path / "slow", config(budget=400, sim_seconds=3.0), workers=2, time_budget=0.5)
+    assert final.reason == "time budget" and final.done >= 1
+    with RunStore(tmp_path / "slow") as store:
+        assert sum(store.counts().values()) <= 4  # the first two dispatched, and at most one refill each
+
+
 @pytest.mark.slow
 def test_train_oracle_search_with_weight_transfer(tmp_path):
     """Real fine-tuning on a small SST-2 subset: four seeds, then models that inherit their weights."""

@@ -57,7 +57,8 @@ class Budget:
         return any(v is not None for v in asdict(self).values())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The limits set, for storing and reading back with :meth:`of`."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def resolved(self, seed_latency_ms: float) -> "Budget":
         """This budget with its latency ratio made milliseconds of the seed's measured latency (the tighter

@@ -305,14 +305,17 @@ class Search:
                         and sum(self.store.counts().values()) >= self.config.budget:
                     reason = "budget"
                 elapsed = time.monotonic() - t0
-                if time_budget is not None and elapsed >= time_budget:
+                # Out of time, the search stops, but not with nothing measured: on long texts a seed's
+                # trial alone can outlast the budget, and no answer at all helps no one.
+                over = time_budget is not None and elapsed >= time_budget
+                if over and self.store.counts().get("done", 0) > 0:
                     reason = "time budget"
                     break
-                self._dispatch(allow_new=reason is None)
+                self._dispatch(allow_new=reason is None and not over)
                 if self.backend.running() == 0:
-                    reason = reason or "exhausted"
+                    reason = reason or ("time budget" if over else "exhausted")
                     break
-                wait = poll_s if time_budget is None else max(0.01, min(poll_s, time_budget - elapsed))
+                wait = poll_s if time_budget is None or over else max(0.01, min(poll_s, time_budget - elapsed))
                 finished = self.backend.wait_any(wait)
                 if any([self._record(f) for f in finished]):
                     self._refit()
