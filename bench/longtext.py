@@ -120,8 +120,9 @@ def main() -> None:
     if done.returncode != 0:
         raise SystemExit(f"the run failed (exit {done.returncode})")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    winner, base = summary["confirmed"][0] if summary.get("confirmed") else None, summary["baseline"]
+    winner, base = summary["winner"], summary["baseline"]
     dev = summary["best_dev_accuracy"]
+    stages = json.loads((out / "run" / "stages.json").read_text())
     print(f"winner {summary['best_card']}: dev {dev:.4f}; baseline ({base['name']}, the same run): dev "
           f"{base['dev']:.4f}; ratio {dev / base['dev']:.3f}x; reference dev "
           f"{(summary.get('reference') or {}).get('dev')}; wall {time.perf_counter() - t0:.0f} s")
@@ -129,7 +130,7 @@ def main() -> None:
                       "winner_over_baseline": round(dev / base["dev"], 4),
                       "reference_dev": (summary.get("reference") or {}).get("dev"),
                       "retention_dev": (summary.get("retention") or {}).get("dev"),
-                      "max_seq_len": summary.get("data", {}).get("max_seq_len"), "winner": winner and winner["card"],
+                      "max_seq_len": stages["data"]["max_seq_len"], "winner": winner and winner["card"],
                       "wall_s": summary.get("wall_s")}))
 
 

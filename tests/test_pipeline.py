@@ -225,7 +225,7 @@ def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["trials_done"] == 6 and summary["confirmed"]
+    assert summary["trials_done"] == 6 and summary["winner"] and summary["reference"]
     # The ratio became milliseconds of the seed's latency, for the search and every reader of the run.
     from flexibert.search.results import RunResults
 
@@ -239,7 +239,8 @@ def test_paper_config_runs_with_imported_bert_seeds(tmp_path):
     assert any(src is not None and overlap > 0 for _, overlap, src in rows)  # children inherited encoder layers
     from flexibert.model.checkpoint import load_config
 
-    assert load_config(summary["confirmed"][0]["checkpoint"]).position_embedding_type == "absolute"
+    winner = RunResults(tmp_path / "run").winner["checkpoint"]
+    assert load_config(winner).position_embedding_type == "absolute"
 
 
 def test_seeds_start_from_a_pretrained_encoders_word_embeddings(tmp_path):
