@@ -101,6 +101,7 @@ def main() -> None:
         sizes = build(data, args.per_section, args.seed)
         print(f"corpus: {sizes['train']} training and {sizes['dev']} dev pages from {MAN}, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a page can run past csv's default 128 KiB field
     words = [len(r["text"].split()) for r in csv.DictReader(open(data / "train.csv"))]
     words.sort()
     print(f"words per training page: median {words[len(words) // 2]}, 95th percentile "
@@ -108,10 +109,8 @@ def main() -> None:
     cfg = yaml.safe_load(Path(args.config).read_text())
     cfg["task"] = {"name": "man-sections", "train": str(data / "train.csv"), "dev": str(data / "dev.csv")}
     cfg["name"] = "bench-longtext"
-    cfg["space"]["file"] = str((Path(args.config).parent / cfg["space"]["file"]).resolve()
-                               if not Path(cfg["space"]["file"]).is_absolute() else cfg["space"]["file"])
-    if not Path(cfg["space"]["file"]).is_file():
-        cfg["space"]["file"] = str((ROOT / yaml.safe_load(Path(args.config).read_text())["space"]["file"]).resolve())
+    space = Path(cfg["space"]["file"])  # the config's paths are relative to the checkout, where it is run from
+    cfg["space"]["file"] = str(space if space.is_absolute() else (ROOT / space).resolve())
     config = out / "config.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()

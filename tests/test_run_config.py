@@ -107,6 +107,18 @@ def test_a_good_config_reads_and_keeps_its_values(tmp_path):
     assert config.space.file == str(tmp_path / "space.yaml")
 
 
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    """``lr: 1e-4``, as users write it, in a config file and in ``--set``: YAML 1.1 alone reads it as a string."""
+    from flexibert.cli.train import recipe
+    from flexibert.run import RunConfig
+
+    path = _write(tmp_path, {})
+    path.write_text(path.read_text() + "confirm: {lr: 1e-4}\nbudget: {max_latency_ms: 2E+1}\n")
+    config = RunConfig.from_yaml(path)
+    assert config.confirm.lr == 1e-4 and config.budget.max_latency_ms == 20.0
+    assert recipe(["lr=1e-4", "epochs=2", "name=e5"]) == {"lr": 1e-4, "epochs": 2, "name": "e5"}
+
+
 @pytest.mark.parametrize("keys, message", [
     ({"search": {"address": "10.0.0.1:6379"}}, "search.address is for the ray backend only"),
     ({"confirm": {"distill": {"hidden": "yes"}}}, "confirm.distill.hidden must be true or false"),

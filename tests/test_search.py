@@ -245,11 +245,33 @@ def test_time_budget_stops_and_requeues_what_runs(tmp_path):
 
 def test_time_budget_waits_for_a_first_result(tmp_path):
     """A budget shorter than any trial (a seed on long texts) still ends with a measured model, not with none;
-    nothing new starts once it is spent."""
+    once one is measured, nothing new starts."""
     final = run_search(tmp_path / "slow", config(budget=400, sim_seconds=3.0), workers=2, time_budget=0.5)
     assert final.reason == "time budget" and final.done >= 1
     with RunStore(tmp_path / "slow") as store:
         assert sum(store.counts().values()) <= 4  # the first two dispatched, and at most one refill each
+
+
+def test_time_budget_waits_for_a_model_inside_the_budget(tmp_path):
+    """An imported seed over the budget is trained only for its children: a time budget it alone outlasts
+    ends the search once a child inside the budget is measured, so there is an answer to confirm."""
+    from flexibert.search.budget import Budget
+    from flexibert.space.design_space import DesignSpace
+
+    space = ROOT / "configs" / "spaces" / "minilm-family.yaml"
+    cards = list(DesignSpace.from_yaml(space))
+    seed = max(cards, key=flops)
+    budget = Budget(max_flops=flops(seed) // 2)
+    # A real oracle with stand-in values: what is tested is when the loop stops, not what it finds.
+    values = {c.key: 0.5 + 0.4 * flops(c) / flops(seed) for c in cards}
+    oracle = ReplayOracle(values, {seed.key: 3.0, **{c.key: 0.5 for c in cards if c != seed}})
+    cfg = SearchConfig("sst2", TrainConfig(str(space), library=str(tmp_path / "spaces"),
+                                           seed_checkpoints={seed.key: "imported"}, limits=budget), budget=40)
+    final = run_search(tmp_path / "run", cfg, workers=2, time_budget=0.5, oracle=oracle)
+    assert final.reason == "time budget"
+    with RunStore(tmp_path / "run") as store:
+        done = [ModelCard.from_dict(t.card) for t in store.trials("done")]
+    assert seed in done and any(not budget.breaks(c) for c in done)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -105,11 +106,27 @@ def read_json(path: str | Path, missing: str) -> Any:
         raise FlexiBertError(f"malformed JSON in {path} at line {e.lineno}, column {e.colno}: {e.msg}") from None
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, reading ``1e-4`` as a number as YAML 1.2 and JSON do (1.1 wants ``1.0e-4``,
+    and users write learning rates the short way)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values (``yaml.YAMLError`` on malformed text), numbers in exponent form included."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: str | Path, missing: str) -> Any:
     """Parsed YAML of ``path``; ``missing`` is the message when the file does not exist."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return parse_yaml(path.read_text())
     except FileNotFoundError:
         raise FlexiBertError(missing) from None
     except yaml.YAMLError as e:

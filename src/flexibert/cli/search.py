@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from flexibert._common import FlexiBertError
+from flexibert._common import FlexiBertError, parse_yaml
 
 RESOURCES = ("cpus_per_trial", "gpus_per_trial")
 FLAG_KEYS = {"--task": "task", "--oracle": "oracle.kind", "--table": "oracle.table", "--space": "oracle.space",
@@ -66,7 +66,7 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             raise FlexiBertError(f"--set {pair!r}: expected KEY=VALUE, e.g. oracle.profile=paper")
         try:
-            out.append((key.strip(), yaml.safe_load(value)))
+            out.append((key.strip(), parse_yaml(value)))
         except yaml.YAMLError:
             raise FlexiBertError(f"--set {pair!r}: the value is not valid YAML") from None
     return out

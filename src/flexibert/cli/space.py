@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flexibert._common import FlexiBertError
+from flexibert._common import FlexiBertError, parse_yaml
 
 DEFAULT_SPACE = Path("configs/spaces/flexibert-small.yaml")
 console = Console()
@@ -39,7 +39,7 @@ def parse_card(text: str):
     except FileNotFoundError:
         raise FlexiBertError(f"model card file not found: {path}") from None
     try:
-        data = yaml.safe_load(raw)
+        data = parse_yaml(raw)
     except yaml.YAMLError as e:
         raise FlexiBertError(f"malformed model card: {str(e).splitlines()[0]}") from None
     return ModelCard.from_dict(data)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from flexibert._common import FlexiBertError
+from flexibert._common import FlexiBertError, parse_yaml
 
 DataOpt = typer.Option(None, "--data", "--data-dir",
                        help="GLUE TSV directory (<TASK>/train.tsv), save_to_disk directory or HF hub id.")
@@ -50,7 +50,7 @@ def parse_task(text: str):
     else:
         return text
     try:
-        mapping = yaml.safe_load(raw)
+        mapping = parse_yaml(raw)
     except yaml.YAMLError as e:
         raise FlexiBertError(f"malformed task: {str(e).splitlines()[0]}") from None
     return UserTask.from_mapping(mapping, base)

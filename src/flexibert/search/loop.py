@@ -50,7 +50,8 @@ from flexibert.space.seeds import SEED_CARDS
 
 @dataclass
 class Problem:
-    """The cards a search ranges over, their embeddings and neighbours, and what can be proposed."""
+    """The cards a search ranges over, their embeddings and neighbours, what can be proposed, and what can be
+    the answer (``within``: inside the budget; seeds over it are trained only for their children to inherit)."""
 
     cards: list[ModelCard]
     hashes: list[str]
@@ -59,6 +60,7 @@ class Problem:
     candidates: np.ndarray
     seeds: list[int]
     oracle: Oracle
+    within: np.ndarray
 
 
 def build_problem(config: SearchConfig) -> Problem:
@@ -68,7 +70,7 @@ def build_problem(config: SearchConfig) -> Problem:
         lib = space_library(oc)
         cards, X, neighbors, hashes = lib.cards, lib.embeddings, lib.neighbours, lib.hashes
         oracle: Oracle = TrainOracle(config.task, oc)
-        candidates = _within_budget(cards, oc)
+        candidates = within = _within_budget(cards, oc)
     else:
         table = load_table(oc.table, config.task)
         oracle = ReplayOracle.from_table(table, oc.sim_seconds)
@@ -90,6 +92,7 @@ def build_problem(config: SearchConfig) -> Problem:
             if missing:
                 raise FlexiBertError(f"measured model {missing[0]} is not in the space {oc.space}")
             candidates = np.array(sorted(where[table.cards[i].key] for i in table.measured))
+        within = candidates
     where = {c.key: i for i, c in enumerate(cards)}
     if isinstance(oc, TrainConfig) and oc.seed_checkpoints:  # the user's own seeds, e.g. a pretrained encoder
         outside = [key for key in oc.seed_checkpoints if key not in where]
@@ -108,7 +111,7 @@ def build_problem(config: SearchConfig) -> Problem:
         neighbors = nearest_neighbours(np.asarray(X, dtype=float), config.k)[0]
     X = surrogate_X(config, cards, X)
     return Problem(list(cards), list(hashes), X, neighbors, np.asarray(candidates), seeds,
-                   oracle)
+                   oracle, np.asarray(within))
 
 
 def surrogate_X(config: SearchConfig, cards: list[ModelCard], embeddings: np.ndarray) -> np.ndarray:
@@ -178,6 +181,7 @@ class Search:
             **({"dims": config.oracle.arch_dims(), "layer_map": config.oracle.layer_map}
                if isinstance(config.oracle, TrainConfig) else {}))
         self.progress = SearchState(threshold=config.threshold_start, ci=config.ci)
+        self._within = set(problem.within.tolist())
         self._restore()
 
     # -- state ------------------------------------------------------------------------------------
@@ -293,6 +297,10 @@ class Search:
         return True
 
     # -- the loop ---------------------------------------------------------------------------------
+    def _answered(self) -> bool:
+        """Whether a model that can be the answer (inside the budget) has been measured."""
+        return any(i in self._within for i in self.learner.trained)
+
     def run(self, time_budget: float | None = None, on_progress: Callable[[SearchState], None] | None = None,
             poll_s: float = 1.0) -> SearchState:
         t0 = time.monotonic()
@@ -305,13 +313,13 @@ class Search:
                         and sum(self.store.counts().values()) >= self.config.budget:
                     reason = "budget"
                 elapsed = time.monotonic() - t0
-                # Out of time, the search stops, but not with nothing measured: on long texts a seed's
-                # trial alone can outlast the budget, and no answer at all helps no one.
+                # Out of time, the search stops, but not before a model that can be the answer (inside the
+                # budget) is measured: on long texts the seed's trial alone can outlast the time budget.
                 over = time_budget is not None and elapsed >= time_budget
-                if over and self.store.counts().get("done", 0) > 0:
+                if over and self._answered():
                     reason = "time budget"
                     break
-                self._dispatch(allow_new=reason is None and not over)
+                self._dispatch(allow_new=reason is None)
                 if self.backend.running() == 0:
                     reason = reason or ("time budget" if over else "exhausted")
                     break
