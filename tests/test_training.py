@@ -64,6 +64,9 @@ def test_profiles_follow_the_study_and_the_cpu():
     optim = get_profile("quick", lr=1e-3).optimization()
     assert optim == FitConfig(batch_size=32, lr=1e-3, epochs=1, warmup_ratio=0.06, weight_decay=0.01, log_every=50)
     assert MlmConfig(max_steps=7).optimization().max_steps == 7
+    assert get_profile("pretrained").optimization().min_steps == 90 and optim.min_steps == 0
+    with pytest.raises(FlexiBertError, match="min_steps"):
+        get_profile("quick", min_steps=-1)
     with pytest.raises(FlexiBertError, match="warmup_ratio"):
         FitConfig(batch_size=32, lr=1e-3, epochs=1, warmup_ratio=1.5)
 
@@ -165,6 +168,9 @@ def test_cli_train_and_its_errors(tmp_path, cache, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 7 and 0 <= out["metrics"]["accuracy"] <= 1
     assert (tmp_path / "run" / "result.json").exists()
+    with pytest.raises(SystemExit) as ok:  # too few examples for the fewest updates: more epochs
+        main(args + ["--workdir", str(tmp_path / "floor"), "--set", "min_steps=12"])
+    assert ok.value.code == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 12
     with pytest.raises(SystemExit) as bad:
         main(["train", "--task", "sst2", "--card", '{"l": 2, "a": [2, 2]}', "--workdir", str(tmp_path / "bad")])
     assert bad.value.code == 2 and "missing key" in capsys.readouterr().err

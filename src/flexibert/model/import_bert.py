@@ -7,7 +7,8 @@ default, which makes the FlexiBERT model compute exactly what the BERT computed
 has no counterpart and the new relative tables start from their initialisation;
 both are reported. A sentence-transformers checkpoint (``1_Pooling/config.json``) keeps its
 mean pooling as ``classifier_pooling``: read through a [CLS] it was never trained to fill, its
-smaller children stall at the majority class. Our parameter names mirror BERT's, so the mapping is by name;
+smaller children stall at the majority class; and its declared input length (``sentence_bert_config.json``)
+as the tokenizer's ``model_max_length``, which caps a run's sequence length. Our parameter names mirror BERT's, so the mapping is by name;
 the head follows the checkpoint (classifier, masked-LM, or none) unless ``head`` says.
 Weights are read from safetensors only, never unpickled.
 """
@@ -23,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from flexibert._common import FlexiBertError, atomic_dir, read_json
+from flexibert._common import FlexiBertError, atomic_dir, read_json, write_json
 from flexibert.model.checkpoint import CONFIG, WEIGHTS
 from flexibert.model.configuration_flexibert import (
     POOLINGS,
@@ -46,6 +47,7 @@ TOKENIZER_FILES = (
     "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
 )  # fmt: skip
 SENTENCE_POOLING = "1_Pooling/config.json"  # sentence-transformers: how the encoder's output is read
+SENTENCE_CONFIG = "sentence_bert_config.json"  # sentence-transformers: the input length the encoder is used at
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 # BERT head names -> ours; everything under the base model maps to itself.
 _HEAD_NAMES = {
@@ -101,7 +103,7 @@ def resolve_source(path_or_hub_id: str) -> Path:
     try:
         return Path(
             snapshot_download(
-                path_or_hub_id, allow_patterns=[CONFIG, "*.safetensors", SENTENCE_POOLING, *TOKENIZER_FILES]
+                path_or_hub_id, allow_patterns=[CONFIG, "*.safetensors", SENTENCE_POOLING, SENTENCE_CONFIG, *TOKENIZER_FILES]
             )
         )
     except Exception as e:  # offline, unknown repo, network: all one message
@@ -137,6 +139,21 @@ def checkpoint_pooling(src: Path) -> str:
         raise FlexiBertError(f"{file}: expected a JSON object")
     means = modes.get("pooling_mode_mean_tokens") or modes.get("pooling_mode_mean_sqrt_len_tokens")
     return "mean" if means else "cls"
+
+
+def checkpoint_max_length(src: Path) -> int | None:
+    """The input length a sentence-transformers checkpoint declares (``max_seq_length``; all-MiniLM-L6-v2: 256),
+    past which it truncates every text it is used on; ``None`` when it declares none."""
+    file = src / SENTENCE_CONFIG
+    if not file.is_file():
+        return None
+    cfg = read_json(file, f"no {SENTENCE_CONFIG} in {src}")
+    length = cfg.get("max_seq_length") if isinstance(cfg, dict) else None
+    if length is None:
+        return None
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise FlexiBertError(f"{file}: max_seq_length must be a positive integer, got {length!r}")
+    return length
 
 
 def _card_config(bert: dict, position_embedding_type: str, num_labels: int | None, pooling: str) -> FlexiBertConfig:
@@ -247,6 +264,11 @@ def import_bert(
         for f in TOKENIZER_FILES:
             if (src / f).is_file():
                 shutil.copyfile(src / f, tmp / f)
+        length = checkpoint_max_length(src)
+        if length is not None and (tmp / "tokenizer_config.json").is_file():  # the tokenizer carries the length
+            tok = read_json(tmp / "tokenizer_config.json", "no tokenizer_config.json")
+            tok["model_max_length"] = min(length, tok.get("model_max_length") or length)
+            write_json(tmp / "tokenizer_config.json", tok)
     return ImportReport(
         out_dir=out_dir,
         card=config.card,

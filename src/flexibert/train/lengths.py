@@ -18,7 +18,8 @@ SAMPLE = 5000  # training rows tokenized: a quantile needs no more, and a large 
 def data_seq_len(task: str | Task, source: DataSource | str | None, tokenizer, quantile: float = 0.95,
                  cap: int = 512, floor: int = 16, sample: int = SAMPLE) -> int:
     """The ``quantile`` of the texts' token counts (special tokens included, a pair counted together as
-    ``[CLS] a [SEP] b [SEP]``), within ``[floor, cap]``; ``cap`` is the model's position limit.
+    ``[CLS] a [SEP] b [SEP]``), within ``[floor, cap]``; ``cap`` is the model's position limit, lowered to the
+    tokenizer's own ``model_max_length`` (an imported sentence encoder's declared input length).
 
     The larger of the training split's and the dev split's quantiles: the texts a model is asked about
     may be longer than those it learns from (SST-2 trains on sentences and their sub-phrases, and is
@@ -32,6 +33,7 @@ def data_seq_len(task: str | Task, source: DataSource | str | None, tokenizer, q
         raise FlexiBertError(f"sequence length: need 1 <= floor <= cap, got floor {floor} and cap {cap}")
     if sample < 1:
         raise FlexiBertError(f"sequence length: sample must be >= 1, got {sample}")
+    cap = max(floor, min(cap, getattr(tokenizer, "model_max_length", None) or cap))
     task = get_task(task)
     source = as_source(source)
     found = floor

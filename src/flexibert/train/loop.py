@@ -25,8 +25,9 @@ from flexibert.train.tasks import Task
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How :func:`fit` optimises: AdamW with linear warmup then linear decay, over ``epochs``
-    (or ``max_steps``, whichever ends first), logging the mean loss every ``log_every`` steps."""
+    """How :func:`fit` optimises: AdamW with linear warmup then linear decay, over ``epochs`` but at least
+    ``min_steps`` updates (a small training set takes more epochs, not too few updates) and at most
+    ``max_steps``, logging the mean loss every ``log_every`` steps."""
 
     batch_size: int
     lr: float
@@ -35,10 +36,13 @@ class FitConfig:
     weight_decay: float = 0.01
     log_every: int = 50
     max_steps: int | None = None
+    min_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.log_every < 1 or (self.max_steps is not None and self.max_steps < 1):
             raise FlexiBertError("optimisation: batch_size, log_every and max_steps must be >= 1")
+        if self.min_steps < 0:
+            raise FlexiBertError(f"optimisation: min_steps must be >= 0, got {self.min_steps}")
         if not self.lr > 0 or not self.epochs > 0:
             raise FlexiBertError("optimisation: lr and epochs must be positive")
         if not 0 <= self.warmup_ratio <= 1:
@@ -80,7 +84,7 @@ def fit(model, data: Encoded, config: FitConfig, *, seed: int, pad_id: int,
     if len(data) == 0:
         raise FlexiBertError("no training examples")
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
-    total = max(1, math.ceil(steps_per_epoch * config.epochs))
+    total = max(1, config.min_steps, math.ceil(steps_per_epoch * config.epochs))
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
