@@ -7,9 +7,10 @@ default, which makes the FlexiBERT model compute exactly what the BERT computed
 has no counterpart and the new relative tables start from their initialisation;
 both are reported. A sentence-transformers checkpoint (``1_Pooling/config.json``) keeps its
 mean pooling as ``classifier_pooling``: read through a [CLS] it was never trained to fill, its
-smaller children stall at the majority class; and its declared input length (``sentence_bert_config.json``)
-as the tokenizer's ``model_max_length``, which caps a run's sequence length. Our parameter names mirror BERT's, so the mapping is by name;
-the head follows the checkpoint (classifier, masked-LM, or none) unless ``head`` says.
+smaller children stall at the majority class. Its declared input length (``sentence_bert_config.json``)
+becomes the tokenizer's ``model_max_length``, which caps a run's sequence length. Our parameter names
+mirror BERT's, so the mapping is by name; the head follows the checkpoint (classifier, masked-LM, or
+none) unless ``head`` says.
 Weights are read from safetensors only, never unpickled.
 """
 
@@ -103,7 +104,8 @@ def resolve_source(path_or_hub_id: str) -> Path:
     try:
         return Path(
             snapshot_download(
-                path_or_hub_id, allow_patterns=[CONFIG, "*.safetensors", SENTENCE_POOLING, SENTENCE_CONFIG, *TOKENIZER_FILES]
+                path_or_hub_id,
+                allow_patterns=[CONFIG, "*.safetensors", SENTENCE_POOLING, SENTENCE_CONFIG, *TOKENIZER_FILES],
             )
         )
     except Exception as e:  # offline, unknown repo, network: all one message

@@ -53,8 +53,8 @@ PROFILES: dict[str, TrainProfile] = {
     "quick": TrainProfile("quick", max_seq_len=64, batch_size=32, lr=3e-4, epochs=1, warmup_ratio=0.06),
     # A pretrained encoder fine-tuned briefly on a CPU, its layers inherited by smaller children: a fresh
     # pooler over an inner layer needs a larger step than the usual 2e-5-5e-5 (README, measured figures).
-    # One epoch of a small task is too few updates (a user's 900 long documents: 29); 90 is about three
-    # epochs of 1,000 examples and leaves SST-2's 3,000-sentence proxy (94 steps) as it was.
+    # One epoch of a small task is too few updates: 90 is about three epochs of 1,000 examples, and leaves
+    # SST-2's 3,000-sentence proxy as it was (README, measured figures: bench/min_steps.py).
     "pretrained": TrainProfile("pretrained", max_seq_len=64, batch_size=32, lr=2e-4, epochs=1, warmup_ratio=0.06,
                                min_steps=90),
 }
