@@ -146,6 +146,10 @@ def _confirmed(data: ReportData, answer: Answer) -> Headline:
         if b["dev"] >= w["dev"]:
             lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, no less than the winner's "
                          f"{w['dev']:.4f}: a bag of words does as well here.")
+        elif b.get("validation") is not None and b["validation"] >= w["validation"]:
+            lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, {w['dev'] - b['dev']:.4f} below "
+                         f"the winner, but {b['validation']:.4f} on validation against its {w['validation']:.4f}: "
+                         "the two splits disagree, so the encoder's edge over a bag of words is not settled.")
         else:
             lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, "
                          f"{w['dev'] - b['dev']:.4f} below the winner: the encoder earns its cost.")

@@ -81,6 +81,9 @@ def model_card(info: Mapping[str, Any]) -> str:
                   f"{percent(retention['validation'])} on validation.", ""]
     if baseline is not None and baseline["dev"] >= model["dev"]:
         parts += [f"{baseline['name']} does as well on dev: a bag of words is enough for this task.", ""]
+    elif baseline is not None and baseline["validation"] >= model["validation"]:
+        parts += [f"{baseline['name']} does as well on validation, though not on dev: whether this model beats "
+                  "a bag of words on this task is not settled.", ""]
     if model["latency_ms"] is not None:
         latency = model["latency_ms"]
         parts += ["## Latency", "", f"Measured on the search's machine at sequence length 128: "
