@@ -126,6 +126,14 @@ def checked_baseline(name: str, value: Any) -> dict[str, Any] | None:
             "dev": _number(f"{name}.dev", value["dev"])}
 
 
+def baseline_standing(model: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
+    """How a checked baseline stands against a confirmed model: ``as good`` on dev, ``unsettled`` (below it on
+    dev, not on validation) or ``beaten`` on both; the report and the hub card say the same."""
+    if baseline["dev"] >= model["dev"]:
+        return "as good"
+    return "unsettled" if baseline["validation"] >= model["validation"] else "beaten"
+
+
 def plain(value: Any) -> Any:
     """JSON-ready copy of validated answer values: cards back to their dicts."""
     if isinstance(value, ModelCard):

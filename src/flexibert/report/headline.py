@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from flexibert.report.analysis import allowed_measured, best_measured
-from flexibert.report.data import LATENCY_KEYS, Answer, ReportData
+from flexibert.report.data import LATENCY_KEYS, Answer, ReportData, baseline_standing
 from flexibert.report.labels import (
     card_label,
     giga,
@@ -143,10 +143,11 @@ def _confirmed(data: ReportData, answer: Answer) -> Headline:
     key.append(("budget", "budget", _budget_line(data, costs)))
     lines = []
     if b is not None:
-        if b["dev"] >= w["dev"]:
+        standing = baseline_standing(w, b)
+        if standing == "as good":
             lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, no less than the winner's "
                          f"{w['dev']:.4f}: a bag of words does as well here.")
-        elif b.get("validation") is not None and b["validation"] >= w["validation"]:
+        elif standing == "unsettled":
             lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, {w['dev'] - b['dev']:.4f} below "
                          f"the winner, but {b['validation']:.4f} on validation against its {w['validation']:.4f}: "
                          "the two splits disagree, so the encoder's edge over a bag of words is not settled.")

@@ -17,6 +17,7 @@ from flexibert.report.data import (
     LATENCY_KEYS,
     MODEL_KEYS,
     MODEL_OPTIONAL,
+    baseline_standing,
     checked_baseline,
     checked_mapping,
     checked_numbers,
@@ -79,9 +80,10 @@ def model_card(info: Mapping[str, Any]) -> str:
     if retention is not None:
         parts += [f"Retention of the reference's {metric}: {percent(retention['dev'])} on dev, "
                   f"{percent(retention['validation'])} on validation.", ""]
-    if baseline is not None and baseline["dev"] >= model["dev"]:
+    standing = None if baseline is None else baseline_standing(model, baseline)
+    if standing == "as good":
         parts += [f"{baseline['name']} does as well on dev: a bag of words is enough for this task.", ""]
-    elif baseline is not None and baseline["validation"] >= model["validation"]:
+    elif standing == "unsettled":
         parts += [f"{baseline['name']} does as well on validation, though not on dev: whether this model beats "
                   "a bag of words on this task is not settled.", ""]
     if model["latency_ms"] is not None:
