@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,3 +19,15 @@ SMALL_SPACE = ROOT / "configs" / "spaces" / "flexibert-small.yaml"
 def summary(figures: dict) -> None:
     """Print the one closing JSON line each bench script ends with."""
     print(json.dumps(figures, sort_keys=True), flush=True)
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def ci95(values) -> float:
+    """Half-width of a normal 95% confidence interval of the mean (0 for a single value)."""
+    values = [float(v) for v in values]
+    return 1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import GLUE_DIR, summary  # noqa: E402
+from _common import GLUE_DIR, mean_sd, summary  # noqa: E402
 
 from flexibert.model.import_bert import import_bert  # noqa: E402
 from flexibert.space.design_space import ModelCard  # noqa: E402
@@ -37,10 +36,6 @@ from flexibert.train.trial import TrialSpec, train_trial  # noqa: E402
 
 CHILD = {"l": 3, "a": [12] * 3, "h": [384] * 3, "f": [1536] * 3, "s": ["sdp"] * 3}
 SUBSET, HOLDOUT = 8000, 1000
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def main() -> None:
@@ -76,11 +71,11 @@ def main() -> None:
             rows["plain"].append(trial(CHILD, f"plain-{seed}", seed)[1])
             rows["distill"].append(trial(CHILD, f"distill-{seed}", seed, distill)[1])
 
-    stats = {arm: {m: _mean_sd([r[m] for r in rows[arm]]) for m in ("dev", "validation")} for arm in rows}
+    stats = {arm: {m: mean_sd([r[m] for r in rows[arm]]) for m in ("dev", "validation")} for arm in rows}
     for arm in rows:
         (dev, dev_sd), (val, val_sd) = stats[arm]["dev"], stats[arm]["validation"]
         print(f"{arm:8s} validation {val:.4f} ± {val_sd:.4f}   dev {dev:.4f} ± {dev_sd:.4f}   (n={len(seeds)})")
-    gain, gain_sd = _mean_sd([d["dev"] - p["dev"] for d, p in zip(rows["distill"], rows["plain"])])
+    gain, gain_sd = mean_sd([d["dev"] - p["dev"] for d, p in zip(rows["distill"], rows["plain"])])
     ratio = stats["distill"]["dev"][0] / stats["plain"]["dev"][0]
     print(f"paired dev gain of distill over plain: {gain:+.4f} ± {gain_sd:.4f}; dev ratio distill / plain {ratio:.4f}")
     print(f"teacher (MiniLM-L6 fine-tuned): validation {teacher_row['validation']:.4f}, dev {teacher_row['dev']:.4f}")

@@ -26,7 +26,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import GLUE_DIR, summary  # noqa: E402
+from _common import GLUE_DIR, mean_sd, summary  # noqa: E402
 
 from flexibert.model.import_bert import import_bert  # noqa: E402
 from flexibert.space.design_space import ModelCard  # noqa: E402
@@ -37,10 +37,6 @@ CARD = {"l": 3, "a": [12, 12, 12], "h": [384, 384, 384], "f": [768, 768, 768], "
 SELECTS = ("first", "magnitude", "importance")
 MAPS = ("bottom", "uniform")
 BASELINE = "first_bottom"
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def _paired_gain(rows: dict[str, list[dict]], better: list[str], worse: list[str]) -> float:
@@ -81,7 +77,7 @@ def main() -> None:
     print(f"\n{'arm':<22}{'validation':>18}{'dev':>18}{'dev / ' + BASELINE:>22}")
     base_dev = statistics.fmean(r["dev"] for r in rows[BASELINE])
     for arm in arms:
-        (val, val_sd), (dev, dev_sd) = (_mean_sd([r[m] for r in rows[arm]]) for m in ("validation", "dev"))
+        (val, val_sd), (dev, dev_sd) = (mean_sd([r[m] for r in rows[arm]]) for m in ("validation", "dev"))
         print(f"{arm:<22}{val:>11.4f} ± {val_sd:.4f}{dev:>11.4f} ± {dev_sd:.4f}{dev / base_dev:>22.4f}")
         figures[f"val_{arm}"], figures[f"val_{arm}_sd"] = round(val, 4), round(val_sd, 4)
         figures[f"dev_{arm}"], figures[f"dev_{arm}_sd"] = round(dev, 4), round(dev_sd, 4)

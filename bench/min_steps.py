@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import statistics
 import sys
@@ -28,7 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import ROOT, summary  # noqa: E402
+from _common import ROOT, ci95, summary  # noqa: E402
 from longtext import build  # noqa: E402
 
 from flexibert.model.import_bert import import_bert  # noqa: E402
@@ -40,12 +39,6 @@ from flexibert.train.tasks import custom_task  # noqa: E402
 from flexibert.train.trial import TrialSpec, train_trial  # noqa: E402
 
 SEED_CARD = ModelCard.homogeneous(l=6, a=12, h=384, f=1536)
-
-
-def _mean_ci(xs: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of a normal 95% interval (0 for a single value)."""
-    m = statistics.fmean(xs)
-    return m, (1.96 * statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else 0.0)
 
 
 def main() -> None:
@@ -87,9 +80,10 @@ def main() -> None:
                                   f"steps_min_{floor}": ours[0]["steps"]}
     for split in ("validation", "dev"):
         for arm, rs in rows.items():
-            m, ci = _mean_ci([r[split] for r in rs])
+            m, ci = statistics.fmean(r[split] for r in rs), ci95([r[split] for r in rs])
             figures[f"{split}_{arm}"], figures[f"{split}_{arm}_ci95"] = round(m, 4), round(ci, 4)
-        gain, ci = _mean_ci([o[split] - b[split] for o, b in zip(ours, base)])
+        diffs = [o[split] - b[split] for o, b in zip(ours, base)]
+        gain, ci = statistics.fmean(diffs), ci95(diffs)
         figures[f"{split}_gain"], figures[f"{split}_gain_ci95"] = round(gain, 4), round(ci, 4)
         figures[f"{split}_ratio"] = round(figures[f"{split}_min_steps_{floor}"] / figures[f"{split}_one_epoch"], 4)
     wall = statistics.fmean(o["wall_s"] for o in ours) / statistics.fmean(b["wall_s"] for b in base)

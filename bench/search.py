@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import STUDY_JSON, summary  # noqa: E402
+from _common import STUDY_JSON, ci95, summary  # noqa: E402
 
 from flexibert._common import FlexiBertError  # noqa: E402
 from flexibert.search.features import surrogate_inputs  # noqa: E402
@@ -210,11 +210,6 @@ def start_models(p: Problem, seed: int) -> list[int]:
     """The seed models, then ``p.random_init`` random measured non-seed models drawn by the bench seed."""
     extra = np.random.default_rng(10_000 + seed).choice(p.nonseed, p.random_init, replace=False)
     return list(p.seeds) + [int(i) for i in extra]
-
-
-def ci95(x) -> float:
-    x = np.asarray(x, dtype=float)
-    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 # -- (1) surrogate quality ------------------------------------------------------------------------

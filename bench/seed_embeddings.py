@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import GLUE_DIR, summary  # noqa: E402
+from _common import GLUE_DIR, mean_sd, summary  # noqa: E402
 
 from flexibert.model.import_bert import resolve_source  # noqa: E402
 from flexibert.space.design_space import ModelCard  # noqa: E402
@@ -34,10 +33,6 @@ from flexibert.train.profiles import get_profile  # noqa: E402
 from flexibert.train.trial import TrialSpec, train_trial  # noqa: E402
 
 CARD = {"l": 2, "a": [4, 4], "h": [256, 256], "f": [512, 1024], "s": ["sdp", "sdp"]}
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def main() -> None:
@@ -66,10 +61,10 @@ def main() -> None:
     figures: dict[str, float | int | str] = {"card": card.key, "seeds": len(seeds)}
     for arm in rows:
         for metric in ("dev", "validation"):
-            mean, sd = _mean_sd([r[metric] for r in rows[arm]])
+            mean, sd = mean_sd([r[metric] for r in rows[arm]])
             figures[f"{metric}_{arm}_mean"], figures[f"{metric}_{arm}_sd"] = round(mean, 4), round(sd, 4)
     gains = [p["dev"] - s["dev"] for p, s in zip(rows["pca"], rows["scratch"])]
-    figures["dev_gain_mean"], figures["dev_gain_sd"] = (round(x, 4) for x in _mean_sd(gains))
+    figures["dev_gain_mean"], figures["dev_gain_sd"] = (round(x, 4) for x in mean_sd(gains))
     figures["dev_gain_min"] = round(min(gains), 4)
     figures["dev_ratio_pca_vs_scratch"] = round(figures["dev_pca_mean"] / figures["dev_scratch_mean"], 4)
     summary(figures)
