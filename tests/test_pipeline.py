@@ -172,6 +172,54 @@ def test_user_csv_task_runs_end_to_end(tmp_path):
     assert config["task"]["train"] == str(tmp_path / "mydata" / "train.csv")  # resolved against the config
 
 
+def test_refit_retrains_the_winner_and_the_reference_on_the_holdout_too(tmp_path):
+    """``confirm.refit``: the winner is chosen on the held-out confirmation, then it and the reference are trained
+    again on the whole file, and dev reports those; validation stays what the choice was made on."""
+    from flexibert.search.results import RunResults
+    from flexibert.train.baseline import tfidf_baseline
+    from flexibert.train.holdout import Holdout
+
+    _csv_task(tmp_path / "mydata")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({**TINY_SPACE, "heads": [2], "similarity": ["sdp"]}))
+    task = {"name": "reviews", "train": "mydata/train.csv", "dev": "mydata/dev.csv", "text_columns": ["review"],
+            "label_column": "sentiment"}
+    cfg = {"name": "refit", "tokenizer": str(VOCAB), "seed": 3, "task": task,
+           "space": {"file": str(space), "dims": 2, "k": 3, "sweep": [2]}, "seeds": {"route": "scratch"},
+           "training": {"profile": "quick", "holdout": 150}, "search": {"workers": 1, "budget": 3},
+           "latency": {"sample": 7, "threads": 1}, "confirm": {"k": 2, "refit": True}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "run.yaml", "--out", "out"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = RunResults(tmp_path / "out")
+    win, ref = results.winner, results.reference
+    assert win["validation"] == max(f["validation"] for f in results.finalists)  # chosen before the refit
+    for row in {id(r): r for r in (win, ref)}.values():
+        assert row["refit"] and summary["winner" if row is win else "reference"]["refit"]
+        (held,), (refit,) = row["heldout"]["runs"], row["runs"]
+        assert held["num_train"] == summary["data"]["train"] and refit["num_train"] == 700  # the whole file
+        assert row["validation"] == held["validation"] and row["dev"] == refit["dev"] == refit["dev_metrics"]["accuracy"]
+        assert row["checkpoint"] == refit["checkpoint"] and "-refit" in refit["checkpoint"]
+    others = [f for f in results.finalists if not f["winner"] and f["card"] != ref["card"]]
+    assert all("refit" not in f for f in others)  # only the chosen are retrained
+    assert summary["cost"]["reference_confirm_s"] == round(sum(r["wall_s"] for r in ref["runs"]), 1)
+    assert "retrained on the whole training split" in (tmp_path / summary["report_html"]).read_text()
+    export = subprocess.run([sys.executable, "-m", "flexibert.cli", "export", "out", "--out", "hf"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert "while this model was chosen, then trained on as well" in (tmp_path / "hf" / "README.md").read_text()
+    # The baseline chooses C on the same holdout, then learns from the whole file too.
+    source = {**task, "train": str(tmp_path / "mydata/train.csv"), "dev": str(tmp_path / "mydata/dev.csv")}
+    from flexibert.train.user_task import resolve_task
+
+    user, data = resolve_task(source, None)
+    kept, refitted = (tfidf_baseline(user, data, Holdout(300), refit=r) for r in (False, True))
+    assert kept["validation"] == refitted["validation"] and kept["dev"] != refitted["dev"]
+    assert summary["baseline"] == tfidf_baseline(user, data, Holdout(150), seed=3, refit=True)
+
+
 def test_user_task_data_errors_name_file_line_and_column(tmp_path):
     _csv_task(tmp_path / "d", n_train=50)
     with open(tmp_path / "d" / "train.csv", "a") as fh:

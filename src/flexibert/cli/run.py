@@ -136,7 +136,10 @@ def _data_line(results) -> str:
     if oc is None:
         return f"replayed from {results.config.oracle.table}"
     source = oc.user_task["train"] if oc.user_task else (oc.data or "the GLUE data")
-    return f"{source}; {oc.holdout or 0:,} training examples held out for validation, dev only reported"
+    held = f"{oc.holdout or 0:,} training examples held out for validation"
+    if (results.winner or {}).get("refit"):
+        return f"{source}; {held} while this model was chosen, then trained on as well; dev only reported"
+    return f"{source}; {held}, dev only reported"
 
 
 def best(

@@ -84,7 +84,7 @@ def _count(name: str, value: Any) -> int:
 
 
 MODEL_KEYS: tuple[str, ...] = ("card", "validation", "dev", "params", "flops")
-MODEL_OPTIONAL: tuple[str, ...] = ("latency_ms", "name", "dev_sd", "n_seeds")
+MODEL_OPTIONAL: tuple[str, ...] = ("latency_ms", "name", "dev_sd", "n_seeds", "refit")
 
 
 def confirmed_model(name: str, value: Any) -> dict[str, Any]:
@@ -104,6 +104,10 @@ def confirmed_model(name: str, value: Any) -> dict[str, Any]:
         model["dev_sd"] = _number(f"{name}.dev_sd", value["dev_sd"])
     if value.get("n_seeds") is not None:
         model["n_seeds"] = _count(f"{name}.n_seeds", value["n_seeds"])
+    if value.get("refit") is not None:
+        if not isinstance(value["refit"], (bool, np.bool_)):
+            raise FlexiBertError(f"report data: '{name}.refit' must be true or false, got {value['refit']!r}")
+        model["refit"] = bool(value["refit"])
     return model
 
 

@@ -119,6 +119,8 @@ def _finalists(answer: Answer) -> Table:
         for f in answer.finalists
     )
     note = f"retrained under the confirmation recipe, as the reference was, and scored again; {CARD_NOTE}"
+    if answer.winner.get("refit"):
+        note += "; the winner's dev score is that of its refit on the whole training split"
     return Table(f"Finalists ({len(rows)})", header, rows, note)
 
 
@@ -154,6 +156,10 @@ def _confirmed(data: ReportData, answer: Answer) -> Headline:
         else:
             lines.append(f"{b['name']} scores {b['dev']:.4f} dev {answer.metric}, "
                          f"{w['dev'] - b['dev']:.4f} below the winner: the encoder earns its cost.")
+    if w.get("refit"):
+        lines.append("Once the winner was chosen on validation, it" + (" and the reference were" if r else " was")
+                     + " retrained on the whole training split, the held-out texts included: the dev scores are "
+                     "those of the retrained models, the validation scores those the choice was made on.")
     if answer.data is not None:
         lines.append(_data_line(answer.data))
     tables = [_comparison(answer)] + ([_finalists(answer)] if answer.finalists else [])

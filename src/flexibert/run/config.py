@@ -195,7 +195,10 @@ class DistillSection:
 class ConfirmSection:
     """The top ``k`` models within budget by proxy score, and the reference seed, retrained alike from
     their initial weights (the whole training split less the holdout by default); the winner is chosen on
-    validation, dev is only reported. ``seeds``: training seeds, each model's scores are their mean."""
+    validation, dev is only reported. ``seeds``: training seeds, each model's scores are their mean.
+    ``refit``: once the winner is chosen, retrain it and the reference on the whole training split, the
+    holdout included, and report those on dev (scikit-learn's ``refit``): the holdout's whole texts are the
+    data most like dev's, and a model that never saw them understates what the user's full training gets."""
 
     k: int = 3
     max_train_samples: int | None = None  # None: the whole training split (full fidelity)
@@ -205,6 +208,7 @@ class ConfirmSection:
     reference: bool = True  # also confirm the seed (the best one on the scratch and MLM routes)
     baseline: bool = True  # fit TF-IDF + logistic regression on the same data
     distill: DistillSection | None = None  # None: finalists learn from the labels alone
+    refit: bool = False  # retrain the winner and the reference on the holdout too, for dev
 
     def __post_init__(self) -> None:
         _whole("confirm.k", self.k, 0)
@@ -214,6 +218,7 @@ class ConfirmSection:
         object.__setattr__(self, "seeds", _whole_list("confirm.seeds", self.seeds, 0, nonempty=True))
         _flag("confirm.reference", self.reference)
         _flag("confirm.baseline", self.baseline)
+        _flag("confirm.refit", self.refit)
         if self.distill is not None and not isinstance(self.distill, DistillSection):
             object.__setattr__(self, "distill", build_config(DistillSection, self.distill, "'confirm.distill'"))
 

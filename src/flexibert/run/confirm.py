@@ -4,8 +4,10 @@ The top ``k`` trials within budget by proxy score, and the reference (every impo
 or the best seed on the scratch and MLM routes), are each retrained from the weights they
 started from, under one recipe: the same data (the whole training split less the holdout,
 or ``confirm.max_train_samples``), epochs, learning rate and training seeds. The winner is
-the finalist best on validation; dev is only reported. A model that is both a seed and a
-finalist is trained once. Each retraining keeps its own directory, so a killed confirmation
+the finalist best on validation; dev is only reported. With ``confirm.refit`` the winner and
+the reference are then retrained on the whole training split, the holdout included, and their
+dev scores are those of the refitted models; their validation scores stay the held-out ones
+the choice was made on. A model that is both a seed and a finalist is trained once. Each retraining keeps its own directory, so a killed confirmation
 resumes where it stood; the measured latency of the winner and of the reference goes beside
 their scores. Everything is told to the run's store through :func:`record_outcome`.
 """
@@ -14,35 +16,38 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
 from flexibert.run.stages import Run
 
 
-def _retrain(run: Run, oracle, trial, init: str | None, seed: int, label: str, teacher: str | None = None
-             ) -> dict[str, Any]:
+def _retrain(run: Run, oracle, trial, init: str | None, seed: int, label: str, teacher: str | None = None,
+             refit: bool = False) -> dict[str, Any]:
     """One confirmed training of ``trial``'s card with training seed ``seed`` (kept if already done), distilled
-    from ``teacher`` when given."""
+    from ``teacher`` when given; with ``refit``, on the holdout too."""
     from flexibert.train.trial import TrialResult, train_trial
 
     c = run.config.confirm
-    workdir = (run.dir / "confirm" / f"{trial.card_hash[:8]}-seed{seed}").resolve()
+    workdir = (run.dir / "confirm" / f"{trial.card_hash[:8]}-seed{seed}{'-refit' if refit else ''}").resolve()
     finished = [d for d in sorted(workdir.glob("attempt-*")) if (d / "result.json").exists()]
     if finished:
         r = TrialResult.load(finished[-1] / "result.json")
     else:
-        run.reporter.log(f"confirming {label} (seed {seed}): {trial.card} (proxy {trial.value:.4f})")
+        run.reporter.log(f"{'refitting' if refit else 'confirming'} {label} (seed {seed}): {trial.card} "
+                         f"(proxy {trial.value:.4f})")
         distill = None
         if teacher is not None:
             from flexibert.train.distill import Distillation
 
             distill = Distillation(Path(teacher), **dataclasses.asdict(c.distill))
         spec = oracle.spec(trial.card, init, os.cpu_count(), c.max_train_samples, full=True, seed=seed,
-                           distill=distill, epochs=c.epochs, lr=c.lr)
+                           distill=distill, refit=refit, epochs=c.epochs, lr=c.lr)
         r = train_trial(spec, workdir / f"attempt-{len(list(workdir.glob('attempt-*'))) + 1}")
     task = run.config.task_and_source[0]
-    return {"seed": seed, "validation": r.score, "dev": task.score(r.metrics), "dev_metrics": r.metrics,
+    return {"seed": seed, "validation": None if refit else r.score, "dev": task.score(r.metrics),
+            "dev_metrics": r.metrics,
             "num_train": r.num_train, "checkpoint": r.checkpoint, "wall_s": round(r.wall_s, 1)}
 
 
@@ -89,13 +94,31 @@ def confirm_stage(run: Run) -> dict[str, Any]:
     rows = [confirmed[t.card_hash] for t in finalists]
     reference = max((confirmed[t.card_hash] for t in references), key=lambda r: r["validation"], default=None)
     winner = max(rows, key=lambda r: r["validation"], default=None)
-    for row in {id(r): r for r in (winner, reference) if r is not None}.values():
-        row["latency_ms"] = checkpoint_latency(row["checkpoint"], run.threads())
+    chosen = {t.card_hash: t for t in todo if any(confirmed[t.card_hash] is m for m in (winner, reference))}
+    if c.refit and oracle.holdout is not None:
+        for i, (h, t) in enumerate(chosen.items()):
+            run.reporter.stage("refit", i, len(chosen))
+            tutor = teacher if confirmed[h]["distilled"] else None
+            init = results.initial_checkpoint(t)
+            _refit(confirmed[h], [_retrain(run, oracle, t, init, seed, f"{i + 1}/{len(chosen)}", tutor, refit=True)
+                                  for seed in c.seeds])
+        run.reporter.stage("refit", len(chosen), len(chosen))
+    for h in chosen:
+        confirmed[h]["latency_ms"] = checkpoint_latency(confirmed[h]["checkpoint"], run.threads())
     if reference is not None:  # the seed's own name: its checkpoint's folder
         path = results.train_config.seed_checkpoints.get(ModelCard.from_dict(reference["card"]).key)
         reference["name"] = Path(path).name if path else None
     record_outcome(run.dir, finalists=rows, reference=reference, question=_question(run, reference))
     return {"finalists": len(rows), "reference": reference is not None}
+
+
+def _refit(row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Put the refitted runs' dev scores and checkpoint in ``row``; its validation stays the held-out one, and the
+    held-out runs are kept under ``heldout``."""
+    dev = [r["dev"] for r in runs]
+    row["heldout"] = {k: row[k] for k in ("dev", "dev_sd", "runs")}
+    row.update(dev=statistics.fmean(dev), dev_sd=statistics.stdev(dev) if len(dev) > 1 else None, runs=runs,
+               checkpoint=runs[0]["checkpoint"], refit=True)
 
 
 def _question(run: Run, reference: dict[str, Any] | None) -> str:

@@ -206,7 +206,7 @@ def baseline_stage(run: Run) -> dict[str, Any] | None:
         return None
     task, source = c.task_and_source
     base = tfidf_baseline(task, source, Holdout(run.done["data"]["holdout"], c.training.holdout_split), seed=c.seed,
-                          max_train_samples=c.confirm.max_train_samples)
+                          max_train_samples=c.confirm.max_train_samples, refit=c.confirm.refit)
     run.reporter.log(f"baseline ({base['name']}): validation {base['validation']:.4f}, dev {base['dev']:.4f}")
     record_outcome(run.dir, baseline=base)
     return base
@@ -238,8 +238,8 @@ def run_job(config_path: str | Path, out: str | Path | None = None, data_dir: st
 
 
 def _cost(results, wall_s: float) -> dict[str, float] | None:
-    """This invocation's wall time as a multiple of the reference's own confirmation (all its training seeds),
-    measured in the same run: a figure that holds on any machine."""
+    """This invocation's wall time as a multiple of the reference's own confirmation (all its training seeds; its
+    refit on the whole split when refitted), measured in the same run: a figure that holds on any machine."""
     runs = (results.reference or {}).get("runs") or []
     if not runs or not all(r.get("wall_s") for r in runs):
         return None

@@ -112,10 +112,10 @@ class TrainOracle:
 
     def spec(self, card: dict[str, Any], init: str | None, num_threads: int | None = None,
              max_train_samples: int | None = None, full: bool = False, seed: int | None = None, distill=None,
-             **profile: Any):
+             refit: bool = False, **profile: Any):
         """The :class:`TrialSpec` of ``card``: the search's fidelity, or with ``full`` the whole training split
-        (less the holdout); ``seed``, a teacher (``distill``) and ``profile`` overrides (e.g. ``epochs``, ``lr``)
-        for a confirmation."""
+        (less the holdout; with ``refit``, the holdout too); ``seed``, a teacher (``distill``) and ``profile``
+        overrides (e.g. ``epochs``, ``lr``) for a confirmation."""
         from flexibert.train.profiles import get_profile
         from flexibert.train.trial import TrialSpec
         from flexibert.train.user_task import resolve_task
@@ -130,8 +130,8 @@ class TrainOracle:
             prof = dataclasses.replace(prof, max_train_samples=None)
         return TrialSpec(card, task, prof, init=init, data=data, tokenizer=c.tokenizer,
                          seed=c.seed if seed is None else seed, num_threads=num_threads, cache_dir=self.cache_dir,
-                         positions=c.positions, pooling=c.pooling, holdout=self.holdout, layer_map=c.layer_map,
-                         ffn_select=c.ffn_select, distill=distill)
+                         positions=c.positions, pooling=c.pooling, holdout=None if refit else self.holdout,
+                         layer_map=c.layer_map, ffn_select=c.ffn_select, distill=distill)
 
     @property
     def holdout(self):

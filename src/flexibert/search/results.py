@@ -27,7 +27,7 @@ from flexibert.search.store import RunStore, Trial, search_dir
 
 OUTCOME_KEY = "outcome"  # the store's meta key for what the run measured after the search
 #: What a confirmed model shows of itself: its scores (mean over training seeds), latency and name.
-MODEL_KEYS: tuple[str, ...] = ("card", "validation", "dev", "dev_sd", "n_seeds", "latency_ms", "name")
+MODEL_KEYS: tuple[str, ...] = ("card", "validation", "dev", "dev_sd", "n_seeds", "latency_ms", "name", "refit")
 
 
 def record_outcome(path: str | Path, **parts: Any) -> None:

@@ -55,13 +55,15 @@ def _score(task: Task, pred: np.ndarray, gold: np.ndarray) -> float:
 
 
 def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: Holdout | int, seed: int = 42,
-                   max_train_samples: int | None = None) -> dict[str, Any]:
+                   max_train_samples: int | None = None, refit: bool = False) -> dict[str, Any]:
     """``{"name", "validation", "dev"}``: TF-IDF + logistic regression (ridge for a regression task)
     trained on a trial's training part, C chosen from :data:`C_GRID` on the holdout only.
 
     ``holdout`` and ``max_train_samples`` mean what they mean in a :class:`~flexibert.train.trial.TrialSpec`,
     so the baseline trains on the very rows a trial with them trains on; ``seed`` seeds the solver.
     A task with several dev splits reports the mean of its dev scores, as :meth:`Task.score` does.
+    With ``refit`` the chosen C is fitted again on the holdout too, and that model is scored on dev, as a
+    refitted confirmation is.
     """
     from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -74,13 +76,17 @@ def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: H
     devs = [split_examples(source, task, s) for s in task.dev_splits]
     x_train, x_val, *x_devs = _features(train, val, *devs)
 
-    def model(c: float):
+    def model(c: float, x, y):
         if task.is_regression:
-            return Ridge(alpha=1.0 / c, random_state=seed).fit(x_train, train.labels)
-        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_train, train.labels)
+            return Ridge(alpha=1.0 / c, random_state=seed).fit(x, y)
+        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
 
-    fitted = [model(c) for c in C_GRID]
+    fitted = [model(c, x_train, train.labels) for c in C_GRID]
     val_scores = [_score(task, m.predict(x_val), val.labels) for m in fitted]
     best = fitted[int(np.argmax(val_scores))]
+    if refit:
+        whole = split_examples(source, task, "train", max_train_samples)
+        x_whole, *x_devs = _features(whole, *devs)
+        best = model(C_GRID[int(np.argmax(val_scores))], x_whole, whole.labels)
     dev = [_score(task, best.predict(x), ex.labels) for x, ex in zip(x_devs, devs)]
     return {"name": REGRESSION_NAME if task.is_regression else NAME, "validation": max(val_scores), "dev": float(np.mean(dev))}
