@@ -7,9 +7,10 @@ or ``confirm.max_train_samples``), epochs, learning rate and training seeds. The
 the finalist best on validation; dev is only reported. With ``confirm.refit`` the winner and
 the reference are then retrained on the whole training split, the holdout included, and their
 dev scores are those of the refitted models; their validation scores stay the held-out ones
-the choice was made on. A model that is both a seed and a finalist is trained once. Each retraining keeps its own directory, so a killed confirmation
-resumes where it stood; the measured latency of the winner and of the reference goes beside
-their scores. Everything is told to the run's store through :func:`record_outcome`.
+the choice was made on. A model that is both a seed and a finalist is trained once. Each
+retraining keeps its own directory, so a killed confirmation resumes where it stood; the
+measured latency of the winner and of the reference goes beside their scores. Everything is
+told to the run's store through :func:`record_outcome`.
 """
 
 from __future__ import annotations
@@ -47,8 +48,7 @@ def _retrain(run: Run, oracle, trial, init: str | None, seed: int, label: str, t
         r = train_trial(spec, workdir / f"attempt-{len(list(workdir.glob('attempt-*'))) + 1}")
     task = run.config.task_and_source[0]
     return {"seed": seed, "validation": None if refit else r.score, "dev": task.score(r.metrics),
-            "dev_metrics": r.metrics,
-            "num_train": r.num_train, "checkpoint": r.checkpoint, "wall_s": round(r.wall_s, 1)}
+            "dev_metrics": r.metrics, "num_train": r.num_train, "checkpoint": r.checkpoint, "wall_s": round(r.wall_s, 1)}
 
 
 def _references(run: Run, results) -> list:
