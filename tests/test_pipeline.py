@@ -172,9 +172,10 @@ def test_user_csv_task_runs_end_to_end(tmp_path):
     assert config["task"]["train"] == str(tmp_path / "mydata" / "train.csv")  # resolved against the config
 
 
-def test_refit_retrains_the_winner_and_the_reference_on_the_holdout_too(tmp_path):
+def test_refit_retrains_the_chosen_on_the_holdout_too_and_more_seeds_confirm_again(tmp_path):
     """``confirm.refit``: the winner is chosen on the held-out confirmation, then it and the reference are trained
-    again on the whole file, and dev reports those; validation stays what the choice was made on."""
+    again on the whole file, and dev reports those; validation stays what the choice was made on. Rerun with more
+    ``confirm.seeds``, the finished run confirms again and trains only what is new."""
     from flexibert.search.results import RunResults
     from flexibert.train.baseline import tfidf_baseline
     from flexibert.train.holdout import Holdout
@@ -218,6 +219,27 @@ def test_refit_retrains_the_winner_and_the_reference_on_the_holdout_too(tmp_path
     kept, refitted = (tfidf_baseline(user, data, Holdout(300), refit=r) for r in (False, True))
     assert kept["validation"] == refitted["validation"] and kept["dev"] != refitted["dev"]
     assert summary["baseline"] == tfidf_baseline(user, data, Holdout(150), seed=3, refit=True)
+
+    # More training seeds for the finished run: only the confirmation runs again, and only the new seed trains.
+    confirm_dir = tmp_path / "out" / "confirm"
+    trained = sorted(str(p.relative_to(confirm_dir)) for p in confirm_dir.glob("*/attempt-*/result.json"))
+    trials = len(results.measured())
+    cfg["confirm"]["seeds"] = [42, 5]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    again = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "run.yaml", "--out", "out"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    results = RunResults(tmp_path / "out")
+    assert len(results.measured()) == trials and results.winner["n_seeds"] == results.reference["n_seeds"] == 2
+    assert [r["seed"] for r in results.reference["runs"]] == [42, 5]
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["confirm"]["seeds"] == [42, 5]
+    seed42 = sorted(str(p.relative_to(confirm_dir)) for p in confirm_dir.glob("*-seed42*/attempt-*/result.json"))
+    assert seed42 == trained  # nothing already confirmed was trained again
+    cfg["confirm"]["k"] = 1  # any other change is still another run
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    other = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "run.yaml", "--out", "out"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "confirm.k" in other.stderr
 
 
 def test_user_task_data_errors_name_file_line_and_column(tmp_path):

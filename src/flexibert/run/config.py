@@ -191,6 +191,10 @@ class DistillSection:
         _flag("confirm.distill.hidden", self.hidden)
 
 
+# Settings a run resumes with changed: the confirmation (and the report) run again, nothing before them.
+RECONFIRM: tuple[str, ...] = ("confirm.seeds",)
+
+
 @dataclass(frozen=True)
 class ConfirmSection:
     """The top ``k`` models within budget by proxy score, and the reference seed, retrained alike from
@@ -345,7 +349,7 @@ class RunConfig:
 
         Settings added since that schema take the value its work was measured with
         (:func:`~flexibert.search.config.measured_before`), others their defaults; a real difference
-        is refused, naming its keys.
+        is refused, naming its keys, except in :data:`RECONFIRM` (see :meth:`reconfirms`).
         """
         added = measured_before(stored.get("schema", 1))
         config = dataclasses.replace(self, training=dataclasses.replace(self.training, **added))
@@ -353,11 +357,16 @@ class RunConfig:
         before = RunConfig(name=stored.get("name", self.name), task=stored.get("task", self.task))
         old = _flat(_merged(json_roundtrip(before.to_dict()), {**stored, "schema": SCHEMA}))
         new = _flat(json_roundtrip(config.to_dict()))
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RECONFIRM)
         if changed:
             shown = ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} here)" for k in changed[:3])
             raise FlexiBertError(f"it holds a run of another config: {shown}")
         return config
+
+    def reconfirms(self, stored: dict[str, Any]) -> bool:
+        """Whether resuming the run that stored ``stored`` confirms again: its training seeds differ, so a user
+        who confirmed with one seed can add more (the seeds already trained are kept) without a new search."""
+        return tuple(self.confirm.seeds) != tuple(stored.get("confirm", {}).get("seeds", ConfirmSection.seeds))
 
     def holdout_size(self, num_train: int) -> int:
         """Validation examples carved from train: as configured, else a tenth of the split, at least 1 and at

@@ -72,14 +72,19 @@ class Run:
 Stage = Callable[[Run], Any]
 
 
+AFTER_SEARCH = ("confirm", "report")  # the stages a change of confirm.seeds runs again
+
+
 def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
     """The run in ``run_dir``: new, or resumed when it holds a run of the same config (another one is refused).
 
     A run stored by an earlier version resumes as it was measured (:meth:`RunConfig.resuming`); its
-    stored config is left as it was written, so every later resume reads it the same way.
+    stored config is left as it was written, so every later resume reads it the same way, but for new
+    ``confirm.seeds`` (:meth:`RunConfig.reconfirms`), written in as the confirmation runs again.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.json"
+    path, stages = run_dir / "config.json", run_dir / "stages.json"
+    done = json.loads(stages.read_text()) if stages.exists() else {}
     if path.exists():
         stored = json.loads(path.read_text())
         try:
@@ -89,10 +94,14 @@ def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
         if stored.get("schema", 1) != SCHEMA:
             reporter.log(f"resuming a run stored at schema {stored.get('schema', 1)}: settings added since take "
                          f"what it was measured with (training.holdout_split {config.training.holdout_split})")
+        if config.reconfirms(stored):  # stages first: a kill between the two writes redoes this on resume
+            done = {k: v for k, v in done.items() if k not in AFTER_SEARCH}
+            write_json(stages, done)
+            write_json(path, {**stored, "confirm": {**stored.get("confirm", {}), "seeds": list(config.confirm.seeds)}})
+            reporter.log(f"confirming again with training seeds {list(config.confirm.seeds)}: the search and the "
+                         "seeds already confirmed are kept")
     else:
         write_json(path, config.to_dict())
-    stages = run_dir / "stages.json"
-    done = json.loads(stages.read_text()) if stages.exists() else {}
     return Run(config, run_dir, reporter, done)
 
 
