@@ -191,8 +191,8 @@ class DistillSection:
         _flag("confirm.distill.hidden", self.hidden)
 
 
-# Settings a run resumes with changed: the confirmation (and the report) run again, nothing before them.
-RECONFIRM: tuple[str, ...] = ("confirm.seeds",)
+# The one setting a run resumes with changed: the confirmation (and the report) run again, nothing before them.
+RECONFIRM = "confirm.seeds"
 
 
 @dataclass(frozen=True)
@@ -344,12 +344,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **dataclasses.asdict(self)}
 
-    def resuming(self, stored: dict[str, Any]) -> "RunConfig":
-        """This config, to resume the run that stored ``stored`` (its :meth:`to_dict`, of any schema so far).
+    def resuming(self, stored: dict[str, Any]) -> tuple["RunConfig", bool]:
+        """This config, to resume the run that stored ``stored`` (its :meth:`to_dict`, of any schema so far),
+        and whether it confirms again.
 
         Settings added since that schema take the value its work was measured with
         (:func:`~flexibert.search.config.measured_before`), others their defaults; a real difference
-        is refused, naming its keys, except in :data:`RECONFIRM` (see :meth:`reconfirms`).
+        is refused, naming its keys, but for :data:`RECONFIRM`: other training seeds confirm again, so a
+        user who confirmed with one seed can add more (those already trained are kept) without a new search.
         """
         added = measured_before(stored.get("schema", 1))
         config = dataclasses.replace(self, training=dataclasses.replace(self.training, **added))
@@ -357,16 +359,12 @@ class RunConfig:
         before = RunConfig(name=stored.get("name", self.name), task=stored.get("task", self.task))
         old = _flat(_merged(json_roundtrip(before.to_dict()), {**stored, "schema": SCHEMA}))
         new = _flat(json_roundtrip(config.to_dict()))
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RECONFIRM)
-        if changed:
-            shown = ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} here)" for k in changed[:3])
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        refused = [k for k in changed if k != RECONFIRM]
+        if refused:
+            shown = ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} here)" for k in refused[:3])
             raise FlexiBertError(f"it holds a run of another config: {shown}")
-        return config
-
-    def reconfirms(self, stored: dict[str, Any]) -> bool:
-        """Whether resuming the run that stored ``stored`` confirms again: its training seeds differ, so a user
-        who confirmed with one seed can add more (the seeds already trained are kept) without a new search."""
-        return tuple(self.confirm.seeds) != tuple(stored.get("confirm", {}).get("seeds", ConfirmSection.seeds))
+        return config, RECONFIRM in changed
 
     def holdout_size(self, num_train: int) -> int:
         """Validation examples carved from train: as configured, else a tenth of the split, at least 1 and at

@@ -80,7 +80,7 @@ def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
 
     A run stored by an earlier version resumes as it was measured (:meth:`RunConfig.resuming`); its
     stored config is left as it was written, so every later resume reads it the same way, but for new
-    ``confirm.seeds`` (:meth:`RunConfig.reconfirms`), written in as the confirmation runs again.
+    ``confirm.seeds`` (:data:`~flexibert.run.config.RECONFIRM`), written in as the confirmation runs again.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     path, stages = run_dir / "config.json", run_dir / "stages.json"
@@ -88,13 +88,13 @@ def open_run(config: RunConfig, run_dir: Path, reporter: Reporter) -> Run:
     if path.exists():
         stored = json.loads(path.read_text())
         try:
-            config = config.resuming(stored)
+            config, again = config.resuming(stored)
         except FlexiBertError as e:
             raise FlexiBertError(f"run directory {run_dir}: {e}; use another --out") from None
         if stored.get("schema", 1) != SCHEMA:
             reporter.log(f"resuming a run stored at schema {stored.get('schema', 1)}: settings added since take "
                          f"what it was measured with (training.holdout_split {config.training.holdout_split})")
-        if config.reconfirms(stored):  # stages first: a kill between the two writes redoes this on resume
+        if again:  # stages first: a kill between the two writes redoes this on resume
             done = {k: v for k, v in done.items() if k not in AFTER_SEARCH}
             write_json(stages, done)
             write_json(path, {**stored, "confirm": {**stored.get("confirm", {}), "seeds": list(config.confirm.seeds)}})

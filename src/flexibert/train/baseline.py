@@ -83,10 +83,11 @@ def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: H
 
     fitted = [model(c, x_train, train.labels) for c in C_GRID]
     val_scores = [_score(task, m.predict(x_val), val.labels) for m in fitted]
-    best = fitted[int(np.argmax(val_scores))]
+    chosen = int(np.argmax(val_scores))
+    best = fitted[chosen]
     if refit:
         whole = split_examples(source, task, "train", max_train_samples)
         x_whole, *x_devs = _features(whole, *devs)
-        best = model(C_GRID[int(np.argmax(val_scores))], x_whole, whole.labels)
+        best = model(C_GRID[chosen], x_whole, whole.labels)
     dev = [_score(task, best.predict(x), ex.labels) for x, ex in zip(x_devs, devs)]
     return {"name": REGRESSION_NAME if task.is_regression else NAME, "validation": max(val_scores), "dev": float(np.mean(dev))}
