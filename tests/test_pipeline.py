@@ -176,6 +176,10 @@ def test_refit_retrains_the_chosen_on_the_holdout_too_and_more_seeds_confirm_aga
     """``confirm.refit``: the winner is chosen on the held-out confirmation, then it and the reference are trained
     again on the whole file, and dev reports those; validation stays what the choice was made on. Rerun with more
     ``confirm.seeds``, the finished run confirms again and trains only what is new."""
+    import numpy as np
+    from scipy import stats
+
+    from flexibert.cli.run import answer_line
     from flexibert.search.results import RunResults
     from flexibert.train.baseline import tfidf_baseline
     from flexibert.train.holdout import Holdout
@@ -205,7 +209,10 @@ def test_refit_retrains_the_chosen_on_the_holdout_too_and_more_seeds_confirm_aga
         assert row["checkpoint"] == refit["checkpoint"] and "-refit" in refit["checkpoint"]
     others = [f for f in results.finalists if not f["winner"] and f["card"] != ref["card"]]
     assert all("refit" not in f for f in others)  # only the chosen are retrained
-    assert summary["cost"]["reference_confirm_s"] == round(sum(r["wall_s"] for r in ref["runs"]), 1)
+    cost, ledger = summary["cost"], json.loads((tmp_path / "out" / "spent.json").read_text())
+    assert cost["reference_confirm_s"] == round(sum(r["wall_s"] for r in ref["runs"]), 1)
+    assert {"search", "confirm"} <= set(ledger) and cost["run_s"] == round(sum(ledger.values()), 1)
+    assert cost["multiple"] == round(cost["run_s"] / cost["reference_confirm_s"], 2)
     assert "retrained on the whole training split" in (tmp_path / summary["report_html"]).read_text()
     export = subprocess.run([sys.executable, "-m", "flexibert.cli", "export", "out", "--out", "hf"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
@@ -235,6 +242,18 @@ def test_refit_retrains_the_chosen_on_the_holdout_too_and_more_seeds_confirm_aga
     assert json.loads((tmp_path / "out" / "config.json").read_text())["confirm"]["seeds"] == [42, 5]
     seed42 = sorted(str(p.relative_to(confirm_dir)) for p in confirm_dir.glob("*-seed42*/attempt-*/result.json"))
     assert seed42 == trained  # nothing already confirmed was trained again
+    # Over two training seeds the retention carries its paired 95% interval (Student t; scipy as the oracle).
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    kept = second["retention"]
+    assert "dev_ci95" not in summary["retention"]  # one seed: no interval to give
+    ratios = [w["dev"] / r["dev"] for w, r in zip(results.winner["runs"], results.reference["runs"], strict=True)]
+    lo, hi = stats.t.interval(0.95, len(ratios) - 1, loc=np.mean(ratios), scale=stats.sem(ratios))
+    assert kept["dev_ci95"] == pytest.approx(0.0 if np.ptp(ratios) == 0 else (hi - lo) / 2)  # the seed may win
+    assert f"keeps {kept['dev']:.1%} ± {kept['dev_ci95']:.1%} of" in answer_line(second)
+    # The cost counts both invocations: the confirmation's time is added to, never replaced.
+    more = json.loads((tmp_path / "out" / "spent.json").read_text())
+    assert more["search"] == ledger["search"] and more["confirm"] > ledger["confirm"]
+    assert second["cost"]["run_s"] == round(sum(more.values()), 1) > cost["run_s"]
     cfg["confirm"]["k"] = 1  # any other change is still another run
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     other = subprocess.run([sys.executable, "-m", "flexibert.cli", "run", "run.yaml", "--out", "out"], cwd=tmp_path,

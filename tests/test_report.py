@@ -628,6 +628,9 @@ def test_model_card_renders_hub_metadata_scores_and_usage(study):
     assert f"| this model | {w['validation']:.4f} | {w['dev']:.4f} ± 0.0031 (mean of 3 training seeds) |" in body
     assert f"| reference: BERT-L2-H256 | {r['validation']:.4f} | {r['dev']:.4f} |" in body
     assert f"{100 * w['dev'] / r['dev']:.1f}% on dev" in body and info["data"] in body
+    assert "95% CI" not in body  # one training seed: no interval is made up
+    spread = model_card({**info, "retention": {**info["retention"], "dev_ci95": 0.0167}})
+    assert f"{100 * w['dev'] / r['dev']:.1f}% ± 1.7% (95% CI over training seeds) on dev" in spread
     assert f"{r['latency_ms']['batch_1'] / w['latency_ms']['batch_1']:.2f}× faster" in body
     for j in range(card.l):
         line = f"layer {j + 1}: {card.s[j]} attention, {card.a[j]} heads, width {card.h[j]}, feed-forward {card.f[j]}"

@@ -547,3 +547,21 @@ def test_a_finished_attempt_of_a_killed_search_is_recovered_on_resume(tmp_path):
     final = run_search(run, resume=True, oracle=TrainsThenDies(str(log)))
     assert final.done == 1 and final.failed == 0
     _check_recovered(run, log)
+
+
+def test_retention_interval_pairs_training_seeds():
+    """The dev scores the refitted pretrained-sst2 run measured (README), as counts of SST-2's 872 dev sentences:
+    the child and all-MiniLM-L6-v2 with training seeds 42, 1 and 2; scipy's Student t is the oracle."""
+    import numpy as np
+    from scipy import stats
+
+    from flexibert.search.results import paired_ratio_ci95
+
+    child = {42: 762, 1: 762, 2: 755}
+    seed = {42: 776, 1: 767, 2: 783}
+    ratios = [child[s] / seed[s] for s in (42, 1, 2)]
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean(ratios), scale=stats.sem(ratios))
+    num = [{"seed": s, "dev": n / 872} for s, n in child.items()]
+    den = [{"seed": s, "dev": n / 872} for s, n in reversed(seed.items())] + [{"seed": 9, "dev": 0.5}]
+    assert paired_ratio_ci95(num, den) == pytest.approx((hi - lo) / 2)  # paired by seed, not by position
+    assert paired_ratio_ci95(num[:1], den) is None  # one seed in common: no interval

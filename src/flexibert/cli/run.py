@@ -86,7 +86,8 @@ def answer_line(summary: dict) -> str:
         return "no model finished"
     line = f"best model: {json.dumps(win['card'])}  dev {summary['metric']} {win['dev']:.4f}"
     if ref and kept:
-        line += f"; keeps {kept['dev']:.1%} of {ref.get('name') or 'the reference'}'s dev {ref['dev']:.4f}"
+        ci = f" ± {kept['dev_ci95']:.1%}" if kept.get("dev_ci95") is not None else ""
+        line += f"; keeps {kept['dev']:.1%}{ci} of {ref.get('name') or 'the reference'}'s dev {ref['dev']:.4f}"
     if fast and "batch_1" in fast:
         line += f" at {fast['batch_1']:.2f}x its speed (batch 1)"
     if summary.get("baseline"):

@@ -59,12 +59,13 @@ def checked_mapping(name: str, value: Any, required: Sequence[str], optional: Se
     return value
 
 
-def checked_numbers(name: str, value: Any, keys: Sequence[str]) -> dict[str, float] | None:
-    """A mapping of exactly ``keys`` to finite numbers, or None."""
+def checked_numbers(name: str, value: Any, keys: Sequence[str],
+                    optional: Sequence[str] = ()) -> dict[str, float] | None:
+    """A mapping of ``keys`` (and any of ``optional``) to finite numbers, or None."""
     if value is None:
         return None
-    value = checked_mapping(name, value, keys)
-    return {k: _number(f"{name}.{k}", value[k]) for k in keys}
+    value = checked_mapping(name, value, keys, optional)
+    return {k: _number(f"{name}.{k}", value[k]) for k in (*keys, *optional) if k in value}
 
 
 def _card(name: str, value: Any) -> ModelCard:
@@ -161,7 +162,7 @@ class Answer:
     question: str
     winner: Mapping[str, Any]
     reference: Mapping[str, Any] | None = None
-    retention: Mapping[str, float] | None = None  # {"dev", "validation"}
+    retention: Mapping[str, float] | None = None  # {"dev", "validation"}, and "dev_ci95" over several seeds
     speedup: Mapping[str, float] | None = None  # {"batch_1", "batch_32"}
     finalists: Sequence[Mapping[str, Any]] = ()
     baseline: Mapping[str, Any] | None = None  # {"name", "validation", "dev"}
@@ -180,7 +181,7 @@ class Answer:
         fields = dict(
             winner=winner, reference=reference, finalists=finalists,
             baseline=checked_baseline("answer.baseline", self.baseline),
-            retention=checked_numbers("answer.retention", self.retention, ("dev", "validation")),
+            retention=checked_numbers("answer.retention", self.retention, ("dev", "validation"), ("dev_ci95",)),
             speedup=checked_numbers("answer.speedup", self.speedup, LATENCY_KEYS), metric=str(self.metric),
         )
         for name, value in fields.items():

@@ -17,6 +17,7 @@ from flexibert.report.data import LATENCY_KEYS, Answer, ReportData, baseline_sta
 from flexibert.report.labels import (
     card_label,
     giga,
+    kept,
     limit,
     millions,
     percent,
@@ -98,7 +99,7 @@ def _comparison(answer: Answer) -> Table:
 
     row(f"validation {metric}", score(w["validation"]), lambda m: score(m["validation"]),
         f"{percent(ret['validation'])} retained" if ret else "–", score(b["validation"]) if b else "–")
-    row(f"dev {metric}", _dev(w), _dev, f"{percent(ret['dev'])} retained" if ret else "–",
+    row(f"dev {metric}", _dev(w), _dev, f"{kept(ret)} retained" if ret else "–",
         score(b["dev"]) if b else "–")
     row("params", millions(w["params"]), lambda m: millions(m["params"]), times(w["params"] / r["params"]) if r else "")
     row("FLOPs (forward, sequence 128)", giga(w["flops"]), lambda m: giga(m["flops"]),
@@ -131,7 +132,7 @@ def _confirmed(data: ReportData, answer: Answer) -> Headline:
         key.append(("reference", "reference", f"{_model(r)}: dev {answer.metric} {_dev(r)}"))
     if answer.retention is not None:
         ret = answer.retention
-        key.append(("retention", "retention", f"{percent(ret['dev'])} of the reference's dev {answer.metric}, "
+        key.append(("retention", "retention", f"{kept(ret)} of the reference's dev {answer.metric}, "
                                              f"{percent(ret['validation'])} of its validation {answer.metric}"))
     if r is not None:
         size = f"{times(w['params'] / r['params'])} the reference's params, {times(w['flops'] / r['flops'])} its FLOPs"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 from flexibert.space.design_space import ModelCard
 
@@ -30,6 +31,12 @@ def giga(n: float) -> str:
 
 def percent(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def kept(retention: Mapping[str, float]) -> str:
+    """Retention of dev, with its paired 95% interval where several training seeds give one."""
+    ci = retention.get("dev_ci95")
+    return percent(retention["dev"]) + ("" if ci is None else f" ± {100 * ci:.1f}% (95% CI over training seeds)")
 
 
 def times(x: float) -> str:

@@ -23,7 +23,7 @@ from flexibert.report.data import (
     checked_numbers,
     confirmed_model,
 )
-from flexibert.report.labels import giga, layer_lines, millions, percent, times
+from flexibert.report.labels import giga, kept, layer_lines, millions, percent, times
 
 INFO_KEYS: tuple[str, ...] = (*MODEL_KEYS, "task", "data")
 OPTIONAL_KEYS: tuple[str, ...] = (*MODEL_OPTIONAL, "reference", "retention", "speedup", "baseline", "metric")
@@ -41,7 +41,7 @@ def model_card(info: Mapping[str, Any]) -> str:
     info = checked_mapping("model card", info, INFO_KEYS, OPTIONAL_KEYS)
     model = confirmed_model("model card", {k: v for k, v in info.items() if k in (*MODEL_KEYS, *MODEL_OPTIONAL)})
     reference = None if info.get("reference") is None else confirmed_model("model card.reference", info["reference"])
-    retention = checked_numbers("model card.retention", info.get("retention"), ("dev", "validation"))
+    retention = checked_numbers("model card.retention", info.get("retention"), ("dev", "validation"), ("dev_ci95",))
     speedup = checked_numbers("model card.speedup", info.get("speedup"), LATENCY_KEYS)
     baseline = checked_baseline("model card.baseline", info.get("baseline"))
     task, data, metric = str(info["task"]), str(info["data"]), str(info.get("metric") or "accuracy")
@@ -59,7 +59,7 @@ def model_card(info: Mapping[str, Any]) -> str:
     summary = f"A heterogeneous FlexiBERT encoder found by architecture search for **{task}**"
     if reference is not None and retention is not None:
         ref_name = reference.get("name", str(reference["card"]))
-        summary += (f": it keeps {percent(retention['dev'])} of {ref_name}'s dev {metric} with "
+        summary += (f": it keeps {kept(retention)} of {ref_name}'s dev {metric} with "
                     f"{times(model['params'] / reference['params'])} its parameters")
     parts += [summary + ".", ""]
     parts += ["## Architecture", "", f"Card `{card}`: {millions(model['params'])} parameters, "
@@ -78,7 +78,7 @@ def model_card(info: Mapping[str, Any]) -> str:
                      "| – | – |")
     parts.append("")
     if retention is not None:
-        parts += [f"Retention of the reference's {metric}: {percent(retention['dev'])} on dev, "
+        parts += [f"Retention of the reference's {metric}: {kept(retention)} on dev, "
                   f"{percent(retention['validation'])} on validation.", ""]
     standing = None if baseline is None else baseline_standing(model, baseline)
     if standing == "as good":

@@ -10,7 +10,7 @@ from typing import Any
 from flexibert._common import FlexiBertError
 from flexibert.run.config import RunConfig
 from flexibert.run.confirm import confirm_stage
-from flexibert.run.stages import Quiet, Reporter, Run, open_run, run_stages
+from flexibert.run.stages import Quiet, Reporter, Run, open_run, run_stages, spent
 
 
 def import_stage(run: Run) -> dict[str, str]:
@@ -234,14 +234,18 @@ def run_job(config_path: str | Path, out: str | Path | None = None, data_dir: st
     run = open_run(config, Path(out or Path("runs") / config.name), reporter or Quiet())
     run_stages(run, STAGES)
     results, wall = RunResults(run.dir), round(time.perf_counter() - t0, 1)
-    return {**results.summary(), "wall_s": wall, "cost": _cost(results, wall), "report_html": run.done["report"]}
+    cost = _cost(results, spent(run.dir), [name for name, _ in STAGES])
+    return {**results.summary(), "wall_s": wall, "cost": cost, "report_html": run.done["report"]}
 
 
-def _cost(results, wall_s: float) -> dict[str, float] | None:
-    """This invocation's wall time as a multiple of the reference's own confirmation (all its training seeds; its
-    refit on the whole split when refitted), measured in the same run: a figure that holds on any machine."""
+def _cost(results, ledger: dict[str, float], stages: list[str]) -> dict[str, Any] | None:
+    """The whole run's time, every invocation summed, as a multiple of the reference's own confirmation (all its
+    training seeds; its refit on the whole split when refitted), measured in the same run: a figure that holds on
+    any machine. A run begun before stages were timed has no whole-run time, so no multiple."""
     runs = (results.reference or {}).get("runs") or []
     if not runs or not all(r.get("wall_s") for r in runs):
         return None
     fit = sum(r["wall_s"] for r in runs)
-    return {"reference_confirm_s": round(fit, 1), "run_wall_s": wall_s, "multiple": round(wall_s / fit, 2)}
+    total = round(sum(ledger.values()), 1) if all(name in ledger for name in stages) else None
+    return {"reference_confirm_s": round(fit, 1), "run_s": total,
+            "multiple": None if total is None else round(total / fit, 2)}

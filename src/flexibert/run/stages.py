@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -71,6 +72,15 @@ class Run:
 
 Stage = Callable[[Run], Any]
 
+SPENT = "spent.json"  # each stage's seconds, summed over every invocation that finished it
+
+
+def spent(run_dir: Path) -> dict[str, float]:
+    """The seconds each finished stage took, over every invocation of the run (a stage run again, as the
+    confirmation is for new training seeds, adds its time): what the run cost, however often it was resumed."""
+    path = run_dir / SPENT
+    return json.loads(path.read_text()) if path.exists() else {}
+
 
 AFTER_SEARCH = ("confirm", "report")  # the stages a change of confirm.seeds runs again
 
@@ -110,5 +120,8 @@ def run_stages(run: Run, stages: list[tuple[str, Stage]]) -> None:
     for name, stage in stages:
         if name in run.done:
             continue
+        t0 = time.perf_counter()
         run.done[name] = stage(run)
+        ledger = spent(run.dir)
+        write_json(run.dir / SPENT, {**ledger, name: round(ledger.get(name, 0.0) + time.perf_counter() - t0, 1)})
         write_json(run.dir / "stages.json", run.done)

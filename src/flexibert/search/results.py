@@ -13,6 +13,7 @@ what it measured after the search, as Optuna's ``set_user_attr`` does.
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ def aggregate(card: dict[str, Any], runs: list[dict[str, Any]], **extra: Any) ->
     return {"card": card, "validation": statistics.fmean(r["validation"] for r in runs),
             "dev": statistics.fmean(dev), "dev_sd": statistics.stdev(dev) if len(dev) > 1 else None,
             "n_seeds": len(runs), "runs": runs, "checkpoint": runs[0]["checkpoint"], **extra}
+
+
+def paired_ratio_ci95(num: list[dict[str, Any]], den: list[dict[str, Any]], key: str = "dev") -> float | None:
+    """Half-width of a 95% Student-t interval of ``num``'s score over ``den``'s, paired by training seed (None
+    with fewer than two seeds in common): a seed moves both models alike, and pairing takes that out."""
+    from scipy.stats import t
+
+    a, b = ({r["seed"]: r[key] for r in runs} for runs in (num, den))
+    ratios = [a[s] / b[s] for s in sorted(a.keys() & b.keys()) if b[s]]
+    if len(ratios) < 2:
+        return None
+    return float(t.ppf(0.975, len(ratios) - 1) * statistics.stdev(ratios) / math.sqrt(len(ratios)))
 
 
 class RunResults:
@@ -204,11 +217,14 @@ class RunResults:
 
     @property
     def retention(self) -> dict[str, float] | None:
-        """The winner's score over the reference's, on dev and on validation."""
+        """The winner's score over the reference's, on dev and on validation; over several training seeds,
+        ``dev_ci95`` too (:func:`paired_ratio_ci95`)."""
         win, ref = self.winner, self.reference
         if not (win and ref and win["confirmed"]) or not ref["dev"] or not ref["validation"]:
             return None
-        return {"dev": win["dev"] / ref["dev"], "validation": win["validation"] / ref["validation"]}
+        out = {"dev": win["dev"] / ref["dev"], "validation": win["validation"] / ref["validation"]}
+        ci = paired_ratio_ci95(win.get("runs") or [], ref.get("runs") or [])
+        return out if ci is None else {**out, "dev_ci95": ci}
 
     @property
     def speedup(self) -> dict[str, float] | None:
