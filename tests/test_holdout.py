@@ -90,3 +90,55 @@ def test_dev_overlap_matches_plain_search(sst2):
     assert got == {"dev": len(dev), "exact": exact, "inside_train": inside,
                    "contains_train_half": got["contains_train_half"]}
     assert 0 <= got["contains_train_half"] < len(dev)
+
+
+def test_a_capped_split_draws_whole_texts_first(sst2):
+    """On a real sample of SST-2's training split: whole texts (checked by plain search) come before the parts of
+    others; a cap above their number takes them all; data with no parts draws exactly as at random."""
+    from flexibert.train.data import subset_indices
+    from flexibert.train.holdout import whole_first
+
+    train, dev = sst2
+    sample = [train[i] for i in np.random.default_rng(1).choice(len(train), 1500, replace=False)]
+    padded = [_padded(t) for t in sample]
+    part = [any(p != q and p in q for q in padded) for p in padded]
+    wholes = len(part) - sum(part)
+    assert 0 < wholes < len(sample)
+    few = whole_first(sample, wholes // 2, seed=3)
+    assert not any(part[i] for i in few) and len(set(few)) == wholes // 2
+    many = whole_first(sample, wholes + 100, seed=3)
+    assert sum(not part[i] for i in many) == wholes and list(many) == sorted(many)
+    assert not np.array_equal(whole_first(sample, 200, seed=3), whole_first(sample, 200, seed=4))
+    plain = [t for t, p in zip(dev, (any(p != q and p in q for q in map(_padded, dev)) for p in map(_padded, dev)))
+             if not p]
+    assert np.array_equal(whole_first(plain, 300, seed=5), subset_indices(len(plain), 300, 5))
+
+
+def test_a_run_s_subset_reaches_its_trials_and_its_baseline(tmp_path):
+    """``training.subset`` goes from the run config to every trial's spec and to the TF-IDF baseline, which then
+    train on SST-2's whole sentences only when the cap is below their number."""
+    import yaml
+
+    from flexibert.run import RunConfig
+    from flexibert.search.budget import Budget
+    from flexibert.search.oracles import TrainOracle
+    from flexibert.train.baseline import tfidf_baseline
+    from flexibert.train.encoding_cache import split_examples
+    from tests.conftest import ROOT, VOCAB
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "name": "whole", "task": "sst2", "space": {"file": str(ROOT / "configs/spaces/flexibert-small.yaml")},
+        "training": {"max_train_samples": 500, "subset": "whole-first"}}))
+    search = RunConfig.from_yaml(tmp_path / "run.yaml").search_config("/LIB", str(VOCAB), 30522, {}, 300, 44, None,
+                                                                      Budget())
+    assert search.oracle.subset == "whole-first"
+    card = {"l": 2, "a": [2, 2], "h": [128, 128], "f": [512, 512], "s": ["sdp", "sdp"]}
+    assert TrainOracle("sst2", search.oracle).spec(card, None, 1).subset == "whole-first"
+    task, held = get_task("sst2"), Holdout(300)
+    whole = split_examples(GlueDir(GLUE_DIR), task, "train", 500, held, "whole-first")
+    rest = [_padded(t) for t in zip(*split_examples(GlueDir(GLUE_DIR), task, "train", None, held).texts)]
+    for text in np.random.default_rng(0).choice([_padded(t) for t in zip(*whole.texts)], 20, replace=False):
+        assert not any(text != r and text in r for r in rest)  # inside no other training text
+    drawn = {d: tfidf_baseline(task, GlueDir(GLUE_DIR), held, max_train_samples=500, subset=d)
+             for d in ("random", "whole-first")}
+    assert drawn["random"] != drawn["whole-first"]

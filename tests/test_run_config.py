@@ -51,6 +51,7 @@ BAD = {
     "training.holdout zero": ({"training": {"holdout": 0}}, "training.holdout must be"),
     "training.layer_map unknown": ({"training": {"layer_map": "top"}}, "training.layer_map must be one of"),
     "training.ffn_select unknown": ({"training": {"ffn_select": "random"}}, "training.ffn_select must be one of"),
+    "training.subset unknown": ({"training": {"subset": "longest"}}, "training.subset must be one of"),
     "confirm.epochs zero": ({"confirm": {"epochs": 0}}, "confirm.epochs"),
     "confirm.lr negative": ({"confirm": {"lr": -1e-4}}, "confirm.lr"),
     "confirm.max_train_samples zero": ({"confirm": {"max_train_samples": 0}}, "confirm.max_train_samples"),

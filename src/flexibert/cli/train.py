@@ -75,6 +75,8 @@ def train(
     profile: str = typer.Option("quick", help="quick, pretrained or paper."),
     set_: Optional[List[str]] = SetOpt,
     max_train_samples: Optional[int] = typer.Option(None, help="Train on a seeded subset of this size."),
+    subset: str = typer.Option("random", help="How that subset is drawn: random, or whole-first (whole texts "
+                               "before the parts of others)."),
     tokenizer: Optional[str] = TokOpt,
     seed: int = typer.Option(42),
     threads: Optional[int] = ThreadsOpt,
@@ -91,7 +93,7 @@ def train(
     the_task, source = resolve_task(parse_task(task), data)
     prof = get_profile(profile, max_train_samples=max_train_samples, **recipe(set_))
     spec = TrialSpec(cards[0], the_task, prof, init=init, data=source, tokenizer=tokenizer, seed=seed,
-                     num_threads=threads, cache_dir=cache_dir)
+                     num_threads=threads, cache_dir=cache_dir, subset=subset)
     r = train_trial(spec, workdir)
     typer.echo(json.dumps({"task": r.task, "metrics": r.metrics, "score": r.score, "steps": r.steps,
                            "wall_s": round(r.wall_s, 1), "tokens_per_s": round(r.tokens_per_s),

@@ -22,7 +22,7 @@ from flexibert.search.backends import BACKENDS, TrialResources
 from flexibert.search.budget import Budget
 from flexibert.search.config import SCHEMA, SearchConfig, TrainConfig, measured_before
 from flexibert.space.design_space import RULES
-from flexibert.train.holdout import HOLDOUT_SPLITS
+from flexibert.train.holdout import HOLDOUT_SPLITS, SUBSET_DRAWS
 from flexibert.train.profiles import PROFILES
 from flexibert.train.tasks import GLUE_TASKS, get_task
 
@@ -119,6 +119,7 @@ class SeedSection:
 class TrainingSection:
     profile: str = "quick"
     max_train_samples: int | None = None  # the search's proxy fidelity: a fixed subset of the training split
+    subset: str = "random"  # how a capped split is drawn (confirm.max_train_samples too), or whole-first
     holdout: int | None = None  # validation examples carved from train (None: sized to the data)
     holdout_split: str = "grouped"  # grouped: whole texts, and training texts sharing theirs dropped; or random
     max_seq_len: int | None = None  # None: the 95th percentile of the training texts' token lengths
@@ -129,6 +130,7 @@ class TrainingSection:
     def __post_init__(self) -> None:
         _one_of("training.profile", self.profile, PROFILES)
         _whole("training.max_train_samples", self.max_train_samples, optional=True)
+        _one_of("training.subset", self.subset, SUBSET_DRAWS)
         _whole("training.holdout", self.holdout, optional=True)
         _one_of("training.holdout_split", self.holdout_split, HOLDOUT_SPLITS)
         _whole("training.max_seq_len", self.max_seq_len, optional=True)
@@ -382,6 +384,7 @@ class RunConfig:
         train = TrainConfig(
             space=str(Path(self.space.file).resolve()), rule=self.space.rule, library=library,
             profile=self.training.profile, data=self.data, max_train_samples=self.training.max_train_samples,
+            subset=self.training.subset,
             tokenizer=tokenizer, seed=self.seed, seed_checkpoints=seed_paths, user_task=user,
             positions=self.run_positions, pooling=self.training.pooling, holdout=holdout,
             holdout_split=self.training.holdout_split, vocab_size=vocab_size,

@@ -206,7 +206,8 @@ def baseline_stage(run: Run) -> dict[str, Any] | None:
         return None
     task, source = c.task_and_source
     base = tfidf_baseline(task, source, Holdout(run.done["data"]["holdout"], c.training.holdout_split), seed=c.seed,
-                          max_train_samples=c.confirm.max_train_samples, refit=c.confirm.refit)
+                          max_train_samples=c.confirm.max_train_samples, refit=c.confirm.refit,
+                          subset=c.training.subset)
     run.reporter.log(f"baseline ({base['name']}): validation {base['validation']:.4f}, dev {base['dev']:.4f}")
     record_outcome(run.dir, baseline=base)
     return base

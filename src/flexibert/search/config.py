@@ -51,6 +51,7 @@ class TrainConfig:
     profile: str = "quick"  # the training profile
     data: str | None = None  # the task's data
     max_train_samples: int | None = None  # a fixed subset of the training split
+    subset: str = "random"  # how it is drawn: at random, or whole texts first (``train.holdout``)
     tokenizer: str | None = None
     seed_checkpoints: dict[str, str] = field(default_factory=dict)  # card key -> checkpoint a seed starts from
     seed: int = 0  # the training seed
@@ -77,9 +78,10 @@ class TrainConfig:
             raise FlexiBertError(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.holdout is not None and self.holdout < 1:
             raise FlexiBertError(f"holdout must be >= 1 training example, got {self.holdout}")
-        from flexibert.train.holdout import check_holdout_split
+        from flexibert.train.holdout import check_holdout_split, check_subset_draw
 
         check_holdout_split(self.holdout_split)
+        check_subset_draw(self.subset)
         from flexibert.model.overlap import check_ffn_select, check_layer_map
 
         check_layer_map(self.layer_map)

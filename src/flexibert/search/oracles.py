@@ -131,6 +131,7 @@ class TrainOracle:
         return TrialSpec(card, task, prof, init=init, data=data, tokenizer=c.tokenizer,
                          seed=c.seed if seed is None else seed, num_threads=num_threads, cache_dir=self.cache_dir,
                          positions=c.positions, pooling=c.pooling, holdout=None if refit else self.holdout,
+                         subset=c.subset,
                          layer_map=c.layer_map, ffn_select=c.ffn_select, distill=distill)
 
     @property

@@ -55,12 +55,14 @@ def _score(task: Task, pred: np.ndarray, gold: np.ndarray) -> float:
 
 
 def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: Holdout | int, seed: int = 42,
-                   max_train_samples: int | None = None, refit: bool = False) -> dict[str, Any]:
+                   max_train_samples: int | None = None, refit: bool = False,
+                   subset: str = "random") -> dict[str, Any]:
     """``{"name", "validation", "dev"}``: TF-IDF + logistic regression (ridge for a regression task)
     trained on a trial's training part, C chosen from :data:`C_GRID` on the holdout only.
 
-    ``holdout`` and ``max_train_samples`` mean what they mean in a :class:`~flexibert.train.trial.TrialSpec`,
-    so the baseline trains on the very rows a trial with them trains on; ``seed`` seeds the solver.
+    ``holdout``, ``max_train_samples`` and ``subset`` mean what they mean in a
+    :class:`~flexibert.train.trial.TrialSpec`, so the baseline trains on the very rows a trial with them
+    trains on; ``seed`` seeds the solver.
     A task with several dev splits reports the mean of its dev scores, as :meth:`Task.score` does.
     With ``refit`` the chosen C is fitted again on the holdout too, and that model is scored on dev, as a
     refitted confirmation is.
@@ -71,7 +73,7 @@ def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: H
     holdout = Holdout.of(holdout)
     if holdout is None:
         raise FlexiBertError("the baseline chooses C on a validation holdout; none was given")
-    train = split_examples(source, task, "train", max_train_samples, holdout)
+    train = split_examples(source, task, "train", max_train_samples, holdout, subset)
     val = split_examples(source, task, VALIDATION, holdout=holdout)
     devs = [split_examples(source, task, s) for s in task.dev_splits]
     x_train, x_val, *x_devs = _features(train, val, *devs)
@@ -86,7 +88,7 @@ def tfidf_baseline(task: str | Task, source: DataSource | str | None, holdout: H
     chosen = int(np.argmax(val_scores))
     best = fitted[chosen]
     if refit:
-        whole = split_examples(source, task, "train", max_train_samples)
+        whole = split_examples(source, task, "train", max_train_samples, draw=subset)
         x_whole, *x_devs = _features(whole, *devs)
         best = model(C_GRID[chosen], x_whole, whole.labels)
     dev = [_score(task, best.predict(x), ex.labels) for x, ex in zip(x_devs, devs)]

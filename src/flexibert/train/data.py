@@ -40,11 +40,17 @@ class Examples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int | None, seed: int = 42) -> "Examples":
-        """``n`` examples drawn by ``seed``, kept in file order; the same on every machine."""
+    def subset(self, n: int | None, seed: int = 42, draw: str = "random") -> "Examples":
+        """``n`` examples drawn by ``seed``, kept in file order; the same on every machine. ``draw``: ``random``,
+        or ``whole-first`` (:func:`~flexibert.train.holdout.whole_first`)."""
+        from flexibert.train.holdout import check_subset_draw, whole_first
+
+        check_subset_draw(draw)
         if n is None or n >= len(self):
             return self
-        return self.take(subset_indices(len(self), n, seed), f"{n} of {len(self)}, seed {seed}")
+        if draw == "random":
+            return self.take(subset_indices(len(self), n, seed), f"{n} of {len(self)}, seed {seed}")
+        return self.take(whole_first(list(zip(*self.texts)), n, seed), f"{n} of {len(self)}, {draw}, seed {seed}")
 
     def take(self, idx: np.ndarray, what: str) -> "Examples":
         """The examples at ``idx`` (kept in that order); ``what`` names the part in the origin."""

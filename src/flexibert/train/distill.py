@@ -22,7 +22,7 @@ from flexibert.model.checkpoint import CONFIG, WEIGHTS, load_checkpoint, load_co
 from flexibert.model.overlap import uniform_source_layer
 from flexibert.train.batching import Encoded
 from flexibert.train.data import DataSource, split_digest
-from flexibert.train.encoding_cache import encoded_split
+from flexibert.train.encoding_cache import encoded_split, subset_key
 from flexibert.train.holdout import Holdout
 from flexibert.train.loop import predict
 from flexibert.train.tasks import Task
@@ -95,9 +95,10 @@ def _check_teacher(teacher: Path, task: Task) -> None:
 
 
 def teacher_logits(teacher: str | Path, source: DataSource, task: Task, cache_dir: Path, max_samples: int | None,
-                   holdout: Holdout | int | None, device: str = "cpu", batch_size: int = 256) -> np.ndarray:
-    """The teacher's logits on a trial's training examples, in their order (``max_samples`` and
-    ``holdout`` as in the trial), from the cache when it holds them, else computed and written atomically.
+                   holdout: Holdout | int | None, device: str = "cpu", batch_size: int = 256,
+                   draw: str = "random") -> np.ndarray:
+    """The teacher's logits on a trial's training examples, in their order (``max_samples``, ``holdout`` and
+    ``draw`` as in the trial), from the cache when it holds them, else computed and written atomically.
 
     The teacher reads the examples through its own tokenizer and saved length, so any tokenizer works.
     """
@@ -106,14 +107,14 @@ def teacher_logits(teacher: str | Path, source: DataSource, task: Task, cache_di
     tok = load_tokenizer(teacher)
     max_len = tok.model_max_length
     key = (f"{_teacher_digest(teacher)}-{split_digest(source, task, 'train')}-{tokenizer_digest(tok)}"
-           f"-{max_len}-{max_samples}-{holdout.key if holdout else None}")
+           f"-{max_len}-{subset_key(max_samples, draw)}-{holdout.key if holdout else None}")
     path = Path(cache_dir) / "teacher-logits" / f"{task.name}-{key}.npy"
     if path.is_file():
         try:
             return np.load(path)
         except (OSError, ValueError, EOFError):
             pass  # unreadable: recompute and replace it
-    data = encoded_split(source, task, "train", tok, max_len, cache_dir, max_samples, holdout)
+    data = encoded_split(source, task, "train", tok, max_len, cache_dir, max_samples, holdout, draw)
     model, _ = load_checkpoint(teacher)
     logits = predict(model.to(device), data, tok.pad_token_id, batch_size)
     with atomic_path(path) as tmp:
@@ -157,13 +158,13 @@ class DistillObjective:
 
 def distill_objective(config: Distillation, source: DataSource, task: Task, train: Encoded, tokenizer,
                       student_widths: tuple[int, ...], cache_dir: Path, max_samples: int | None,
-                      holdout: Holdout | None, device: str) -> DistillObjective:
+                      holdout: Holdout | None, device: str, draw: str = "random") -> DistillObjective:
     """The objective of a trial distilling per ``config``; ``train`` is the trial's encoded training split.
 
     Refused before any training: a teacher of another task, and hidden-state distillation with
     another tokenizer (the teacher must read the child's very batches) or no layer of equal width.
     """
-    logits = teacher_logits(config.teacher, source, task, cache_dir, max_samples, holdout, device)
+    logits = teacher_logits(config.teacher, source, task, cache_dir, max_samples, holdout, device, draw=draw)
     if len(logits) != len(train):
         raise FlexiBertError(f"teacher {config.teacher}: {len(logits)} logits for {len(train)} training examples")
     if not config.hidden:

@@ -34,7 +34,7 @@ from flexibert.train.batching import Encoded, batches
 from flexibert.train.data import DataSource, HFDataset, as_source, train_texts
 from flexibert.train.distill import Distillation, distill_objective
 from flexibert.train.encoding_cache import VALIDATION, encoded_split
-from flexibert.train.holdout import Holdout
+from flexibert.train.holdout import Holdout, check_subset_draw
 from flexibert.train.loop import evaluate, fit, set_threads, split_metrics
 from flexibert.train.profiles import TrainProfile, get_profile
 from flexibert.train.tasks import Task, get_task
@@ -64,6 +64,8 @@ class TrialSpec:
     (a sentence-transformers encoder is read by its mean token), else ``cls``.
     ``holdout``: carve a validation split out of train (a :class:`~flexibert.train.holdout.Holdout`, or its
     size, drawn leak-free); the trial's ``score`` is then its validation score, and dev is only reported.
+    ``subset``: how the profile's ``max_train_samples`` are drawn: ``random``, or ``whole-first`` (whole texts
+    before the parts of others, :func:`~flexibert.train.holdout.whole_first`).
     ``distill``: learn from a fine-tuned teacher too (a :class:`~flexibert.train.distill.Distillation`,
     its mapping, or just the teacher's path).
     ``layer_map``: which source layer each layer inherits from (``bottom`` or ``uniform``, see
@@ -85,6 +87,7 @@ class TrialSpec:
     positions: str | None = None
     pooling: str | None = None
     holdout: Holdout | None = None
+    subset: str = "random"
     layer_map: str = "bottom"
     ffn_select: str = "importance"
     distill: Distillation | None = None
@@ -106,6 +109,7 @@ class TrialSpec:
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise FlexiBertError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         put("holdout", Holdout.of(self.holdout))
+        check_subset_draw(self.subset)
         check_layer_map(self.layer_map)
         check_ffn_select(self.ffn_select)
 
@@ -229,7 +233,8 @@ def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
     if init_config is not None:
         check_init_vocab(init, init_config, tok)
     tok.model_max_length = prof.max_seq_len  # saved with the checkpoint: evaluation reuses the length
-    train = encoded_split(source, task, "train", tok, prof.max_seq_len, cache, prof.max_train_samples, spec.holdout)
+    train = encoded_split(source, task, "train", tok, prof.max_seq_len, cache, prof.max_train_samples, spec.holdout,
+                          spec.subset)
     dev = {s: encoded_split(source, task, s, tok, prof.max_seq_len, cache) for s in task.dev_splits}
     positions = spec.positions or (init_config.position_embedding_type if init_config else "relative_key")
     pooling = spec.pooling or (init_config.classifier_pooling if init_config else "cls")
@@ -239,7 +244,8 @@ def train_trial(spec: TrialSpec, workdir: str | Path) -> TrialResult:
     overlap = _transfer_from(model, spec, train, tok.pad_token_id, device) if init is not None else 0.0
     model.to(device)
     objective = None if spec.distill is None else distill_objective(
-        spec.distill, source, task, train, tok, spec.card.h, cache, prof.max_train_samples, spec.holdout, device)
+        spec.distill, source, task, train, tok, spec.card.h, cache, prof.max_train_samples, spec.holdout, device,
+        spec.subset)
     torch.manual_seed(spec.seed)  # dropout masks: the same whether or not a transfer happened
     stats = fit(model, train, prof.optimization(), seed=spec.seed, pad_id=tok.pad_token_id, objective=objective)
     metrics = evaluate(model, task, dev, tok.pad_token_id, prof.eval_batch_size)
