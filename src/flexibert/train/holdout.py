@@ -119,8 +119,8 @@ def whole_first(texts: list[tuple[str, ...]], n: int, seed: int) -> np.ndarray:
     """Sorted indices of ``n`` of ``texts``, drawn in ``seed``'s order with whole texts before the parts of others.
 
     A part's words are already in its whole, which also holds their context, and a task is asked about
-    whole texts; so a capped training split spends its examples on wholes first. SST-2's split is 6,882
-    sentences among their 60,467 sub-phrases. Data without parts draws exactly as at random.
+    whole texts; so a capped training split spends its examples on wholes first (SST-2's split holds each
+    sentence with its sub-phrases). Data without parts draws exactly as at random.
     """
     ws = [words(t) for t in texts]
     inner = inner_texts(ws)
