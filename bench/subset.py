@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from _common import mean_sd, minilm_sst2_options, summary  # noqa: E402
 
-from flexibert.search.results import paired_ratio_ci95  # noqa: E402
+from flexibert.search.results import mean_ci95, paired_ratio_ci95  # noqa: E402
 from flexibert.space.design_space import ModelCard  # noqa: E402
 
 MODELS = {"seed": ModelCard.homogeneous(l=6, a=12, h=384, f=1536), "child": ModelCard.homogeneous(l=3, a=12, h=384,
@@ -52,13 +52,6 @@ def _train(args: tuple) -> dict:
     r = train_trial(spec, Path(tmp) / f"{model}-{draw}-{seed}")
     return {"model": model, "draw": draw, "seed": seed, "validation": r.score, "dev": r.metrics["accuracy"],
             "train_s": round(r.train_s, 1), "num_train": r.num_train}
-
-
-def _t95(values: list[float]) -> float:
-    """Half-width of a 95% Student-t interval of the mean (0 for a single value)."""
-    from scipy.stats import sem, t
-
-    return float(t.ppf(0.975, len(values) - 1) * sem(values)) if len(values) > 1 else 0.0
 
 
 def main() -> None:
@@ -95,7 +88,7 @@ def main() -> None:
         for split in ("validation", "dev"):
             gains = [w[split] - b[split] for w, b in zip(runs[(m, "whole-first")], runs[(m, BASELINE)])]
             figures[f"{split}_gain_{m}"], figures[f"{split}_gain_{m}_ci95"] = (round(statistics.fmean(gains), 4),
-                                                                             round(_t95(gains), 4))
+                                                                             round(mean_ci95(gains) or 0.0, 4))
         figures[f"time_ratio_{m}"] = round(figures[f"train_s_{m}_whole-first"] / figures[f"train_s_{m}_{BASELINE}"], 3)
         print(f"{m}: whole-first over {BASELINE}: dev {figures[f'dev_gain_{m}']:+.4f} ± "
               f"{figures[f'dev_gain_{m}_ci95']:.4f}, validation {figures[f'validation_gain_{m}']:+.4f} ± "

@@ -49,16 +49,21 @@ def aggregate(card: dict[str, Any], runs: list[dict[str, Any]], **extra: Any) ->
             "n_seeds": len(runs), "runs": runs, "checkpoint": runs[0]["checkpoint"], **extra}
 
 
+def mean_ci95(values: list[float]) -> float | None:
+    """Half-width of a 95% Student-t interval of the mean (None under two values): a handful of training seeds
+    needs t's wider quantile, not the normal 1.96."""
+    from scipy.stats import t
+
+    if len(values) < 2:
+        return None
+    return float(t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
+
+
 def paired_ratio_ci95(num: list[dict[str, Any]], den: list[dict[str, Any]], key: str = "dev") -> float | None:
     """Half-width of a 95% Student-t interval of ``num``'s score over ``den``'s, paired by training seed (None
     with fewer than two seeds in common): a seed moves both models alike, and pairing takes that out."""
-    from scipy.stats import t
-
     a, b = ({r["seed"]: r[key] for r in runs} for runs in (num, den))
-    ratios = [a[s] / b[s] for s in sorted(a.keys() & b.keys()) if b[s]]
-    if len(ratios) < 2:
-        return None
-    return float(t.ppf(0.975, len(ratios) - 1) * statistics.stdev(ratios) / math.sqrt(len(ratios)))
+    return mean_ci95([a[s] / b[s] for s in sorted(a.keys() & b.keys()) if b[s]])
 
 
 class RunResults:
